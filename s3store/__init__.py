@@ -1,0 +1,61 @@
+"""s3store: async session store for AI agents on Amazon S3.
+
+A Python port of agent-base's `SessionStore`: `save`, `load`, `list` and `delete`
+of `AgentSession` snapshots, kept as JSON objects under a bucket prefix.
+"""
+
+from s3store.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    CorruptSessionError,
+    InvalidSessionIdError,
+    SessionConflictError,
+    SessionStoreError,
+    StorageError,
+)
+from s3store.models import (
+    AgentSession,
+    AssistantMessage,
+    Base64Image,
+    ChatMessage,
+    CustomMessage,
+    Image,
+    RunState,
+    SessionId,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    UrlImage,
+    UserMessage,
+)
+from s3store.s3 import S3SessionStore
+from s3store.store import Concurrency, InMemorySessionStore, SessionStore
+
+__all__ = [
+    "AccessDeniedError",
+    "AgentSession",
+    "AssistantMessage",
+    "Base64Image",
+    "BucketNotFoundError",
+    "ChatMessage",
+    "Concurrency",
+    "CorruptSessionError",
+    "CustomMessage",
+    "Image",
+    "InMemorySessionStore",
+    "InvalidSessionIdError",
+    "RunState",
+    "S3SessionStore",
+    "SessionConflictError",
+    "SessionId",
+    "SessionStore",
+    "SessionStoreError",
+    "StorageError",
+    "SystemMessage",
+    "ToolCall",
+    "ToolMessage",
+    "UrlImage",
+    "UserMessage",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,67 @@
+"""The one exception hierarchy of s3store: every failure is a `SessionStoreError`."""
+
+from __future__ import annotations
+
+
+class SessionStoreError(Exception):
+    """Base class of every error s3store raises.
+
+    `bucket` and `key` name the object involved, when there is one; the message
+    names them too and says what to do.
+    """
+
+    def __init__(self, message: str, *, bucket: str | None = None, key: str | None = None) -> None:
+        where = ", ".join(
+            f"{name} {value!r}" for name, value in (("bucket", bucket), ("key", key)) if value
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+        self.bucket = bucket
+        self.key = key
+
+
+class InvalidSessionIdError(SessionStoreError, ValueError):
+    """A session id that cannot name a stored session (missing, malformed or too long)."""
+
+
+class CorruptSessionError(SessionStoreError):
+    """An object exists under the session's key but is not a valid session.
+
+    The object's bytes are kept in `raw` for inspection; nothing is deleted.
+    """
+
+    def __init__(self, message: str, *, raw: bytes, bucket: str | None = None, key: str) -> None:
+        super().__init__(message, bucket=bucket, key=key)
+        self.raw = raw
+
+
+class SessionConflictError(SessionStoreError):
+    """A conditional save lost a race: the stored session is not the version this copy saw.
+
+    Reload the session, apply the change again and save, or use `SessionStore.update()`,
+    which does exactly that.
+    """
+
+
+class BucketNotFoundError(SessionStoreError):
+    """The bucket does not exist (or is not visible to these credentials)."""
+
+
+class AccessDeniedError(SessionStoreError):
+    """S3 refused the request: the credentials lack a permission, or are invalid."""
+
+
+class StorageError(SessionStoreError):
+    """Any other failure of the storage service: `operation` and `code` say which."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        code: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message, bucket=bucket, key=key)
+        self.operation = operation
+        self.code = code

@@ -1,0 +1,70 @@
+"""The object key layout: `<prefix><id>.json` or `<prefix><id>(<external id>).json`.
+
+The external id is percent-encoded, keeping only ASCII letters, digits and `-._~`,
+so any external id round-trips, no key contains `/` or `..` of its own, and no key
+leaves the prefix. Every key maps back to exactly one session id and vice versa.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote
+
+from pydantic import ValidationError
+
+from s3store.errors import InvalidSessionIdError
+from s3store.models import SessionId
+
+__all__ = ["MAX_KEY_BYTES", "normalize_prefix", "parse_key", "session_key"]
+
+MAX_KEY_BYTES = 1024
+"""S3's limit on the length of an object key, in UTF-8 bytes."""
+
+_SUFFIX = ".json"
+_NAME = re.compile(r"(0|[1-9][0-9]*)(?:\(([A-Za-z0-9._~%-]*)\))?")
+
+
+def normalize_prefix(prefix: str) -> str:
+    """Make the prefix end in `/`; `""` stays `""`, meaning the bucket root."""
+    return prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+
+
+def session_key(prefix: str, session_id: SessionId) -> str:
+    """The object key of a session; raises `InvalidSessionIdError` if there is none."""
+    if not isinstance(session_id, SessionId):
+        raise InvalidSessionIdError(
+            f"expected a SessionId, got {type(session_id).__name__}: set the session's id "
+            "before saving it"
+        )
+    name = str(session_id.id)
+    if session_id.external_id is not None:
+        try:
+            name += f"({quote(session_id.external_id, safe='')})"
+        except UnicodeEncodeError:
+            raise InvalidSessionIdError(
+                f"external id {session_id.external_id!r} is not valid Unicode text "
+                "(it holds an unpaired surrogate)"
+            ) from None
+    key = f"{prefix}{name}{_SUFFIX}"
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidSessionIdError(
+            f"the key of session {name[:40]}... would be {len(key.encode())} bytes, over S3's "
+            f"limit of {MAX_KEY_BYTES}: use a shorter external id or prefix"
+        )
+    return key
+
+
+def parse_key(prefix: str, key: str) -> SessionId | None:
+    """The session id a key names, or None when the key is not one this layout writes."""
+    if not key.startswith(prefix) or not key.endswith(_SUFFIX):
+        return None
+    match = _NAME.fullmatch(key[len(prefix) : -len(_SUFFIX)])
+    if match is None:
+        return None
+    try:
+        external_id = None if match[2] is None else unquote(match[2], errors="strict")
+        session_id = SessionId(int(match[1]), external_id)
+    except (UnicodeDecodeError, ValidationError):
+        return None
+    # Only the canonical spelling counts, so that two keys never name one session.
+    return session_id if session_key(prefix, session_id) == key else None

@@ -1,0 +1,277 @@
+"""Session models, wire-compatible with agent-base's Rust types.
+
+A session written by the Rust runtime loads here and saves back to an equal JSON
+value, and the other way round. Fields this version does not know are kept and
+written back, so a newer writer's data survives a round trip through this reader.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    WrapSerializer,
+    field_serializer,
+    model_validator,
+)
+
+from s3store.errors import InvalidSessionIdError
+
+__all__ = [
+    "AgentSession",
+    "AssistantMessage",
+    "Base64Image",
+    "ChatMessage",
+    "CustomMessage",
+    "Image",
+    "RunState",
+    "SessionId",
+    "SystemMessage",
+    "ToolCall",
+    "ToolMessage",
+    "UrlImage",
+    "UserMessage",
+]
+
+_U64_MAX = 2**64 - 1
+_SESSION_ID_TEXT = re.compile(r"(0|[1-9][0-9]*)(?:\((.*)\))?", re.DOTALL)
+
+
+class _Wire(BaseModel):
+    """A wire type that keeps the fields it does not know."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SessionId(_Wire):
+    """Identifies a session: a numeric id and an optional external id.
+
+    Immutable, hashable and ordered by (id, external_id), with no external id first.
+    `str()` gives `42` or `42(ext)`; `SessionId.parse()` inverts it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: Annotated[int, Field(ge=0, le=_U64_MAX, strict=True)]
+    external_id: str | None = None
+
+    def __init__(self, id: int, external_id: str | None = None, **extra: Any) -> None:
+        super().__init__(id=id, external_id=external_id, **extra)
+
+    def __str__(self) -> str:
+        if self.external_id is None:
+            return str(self.id)
+        return f"{self.id}({self.external_id})"
+
+    @classmethod
+    def parse(cls, text: str) -> SessionId:
+        """Parse `42` or `42(ext)`; raises `InvalidSessionIdError` on anything else."""
+        match = _SESSION_ID_TEXT.fullmatch(text)
+        if match is None:
+            raise InvalidSessionIdError(
+                f"{text!r} is not a session id: expected a number, optionally followed by "
+                "an external id in parentheses, such as 42 or 42(user-7)"
+            )
+        try:
+            return cls(int(match[1]), match[2])
+        except ValidationError as exc:
+            raise InvalidSessionIdError(f"{text!r} is not a session id: {exc}") from None
+
+    def _order(self) -> tuple[int, bool, str]:
+        return (self.id, self.external_id is not None, self.external_id or "")
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SessionId):
+            return NotImplemented
+        return self._order() < other._order()
+
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, SessionId):
+            return NotImplemented
+        return self._order() <= other._order()
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, SessionId):
+            return NotImplemented
+        return self._order() > other._order()
+
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, SessionId):
+            return NotImplemented
+        return self._order() >= other._order()
+
+
+class _Variant(_Wire):
+    omit_when_empty: ClassVar[tuple[str, ...]] = ()
+
+
+def _externally_tagged(
+    variants: dict[str, type[_Variant]], what: str
+) -> tuple[PlainValidator, WrapSerializer]:
+    """Validator and serializer for a serde "externally tagged" enum: `{"Tag": {...}}`.
+
+    Optional fields left at None (and lists left empty) are omitted on output, as
+    serde's `skip_serializing_if` does for these types.
+    """
+    tags = {cls: tag for tag, cls in variants.items()}
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, tuple(tags)):
+            return value
+        if not isinstance(value, dict) or len(value) != 1:
+            raise ValueError(f"a {what} is an object with one key, one of {sorted(variants)}")
+        ((tag, body),) = value.items()
+        if tag not in variants:
+            raise ValueError(f"unknown {what} kind {tag!r}; known: {sorted(variants)}")
+        return variants[tag].model_validate(body)
+
+    def serialize(value: _Variant, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body = handler(value)
+        for name in type(value).omit_when_empty:
+            if body.get(name) in (None, []):
+                del body[name]
+        return {tags[type(value)]: body}
+
+    return PlainValidator(validate), WrapSerializer(serialize)
+
+
+class UrlImage(_Variant):
+    """An image given by URL. Wire form: `{"Url": {"url", "detail"?}}`."""
+
+    omit_when_empty = ("detail",)
+
+    url: str
+    detail: str | None = None
+
+
+class Base64Image(_Variant):
+    """An inline image. Wire form: `{"Base64": {"data", "media_type"?, "detail"?}}`."""
+
+    omit_when_empty = ("media_type", "detail")
+
+    data: str
+    media_type: str | None = None
+    detail: str | None = None
+
+
+_image_validator, _image_serializer = _externally_tagged(
+    {"Url": UrlImage, "Base64": Base64Image}, "image"
+)
+Image = Annotated[UrlImage | Base64Image, _image_validator, _image_serializer]
+
+
+class SystemMessage(_Variant):
+    """Wire form: `{"System": {"content"}}`."""
+
+    content: str
+
+
+class UserMessage(_Variant):
+    """Wire form: `{"User": {"content", "images"?}}`; images are omitted when empty."""
+
+    omit_when_empty = ("images",)
+
+    content: str
+    images: list[Image] = Field(default_factory=list)
+
+
+class ToolCall(_Wire):
+    """A tool call requested by the assistant; `arguments` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class AssistantMessage(_Variant):
+    """Wire form: `{"Assistant": {"content", "reasoning_content", "tool_calls"}}` (nulls kept)."""
+
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ToolMessage(_Variant):
+    """A tool's result. Wire form: `{"Tool": {"tool_call_id", "content"}}`."""
+
+    tool_call_id: str
+    content: str
+
+
+class CustomMessage(_Variant):
+    """An application-defined message. Wire form: `{"Custom": {"role", "data"}}`."""
+
+    role: str
+    data: Any
+
+
+_message_validator, _message_serializer = _externally_tagged(
+    {
+        "System": SystemMessage,
+        "User": UserMessage,
+        "Assistant": AssistantMessage,
+        "Tool": ToolMessage,
+        "Custom": CustomMessage,
+    },
+    "chat message",
+)
+ChatMessage = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage | CustomMessage,
+    _message_validator,
+    _message_serializer,
+]
+
+_Count = Annotated[int, Field(ge=0)]
+
+
+class RunState(_Wire):
+    """Counters of the current agent run."""
+
+    turn_tool_calls: _Count = 0
+    run_has_tool_calls: bool = False
+    reasoning_only_strikes: _Count = 0
+    empty_response_strikes: _Count = 0
+    nudge_count: _Count = 0
+    thinking_disabled_for_rest_of_run: bool = False
+
+
+# Older agent-base versions kept these at the top level of the session.
+_FLAT_RUN_STATE_FIELDS = (
+    "nudge_count",
+    "turn_tool_calls",
+    "reasoning_only_strikes",
+    "empty_response_strikes",
+)
+
+
+class AgentSession(_Wire):
+    """A snapshot of one agent session, as agent-base's `AgentSession` stores it."""
+
+    id: SessionId | None = None
+    chat_messages: list[ChatMessage] = Field(default_factory=list)
+    always_allowed_actions: set[str] = Field(default_factory=set)
+    total_tool_calls: _Count = 0
+    run_state: RunState = Field(default_factory=RunState)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_flat_layout(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "run_state" in data:
+            return data
+        flat = {name: data[name] for name in _FLAT_RUN_STATE_FIELDS if name in data}
+        if not flat:
+            return data
+        rest = {name: value for name, value in data.items() if name not in flat}
+        return {**rest, "run_state": flat}
+
+    @field_serializer("always_allowed_actions")
+    def _sorted_actions(self, actions: set[str]) -> list[str]:
+        # Sorted, so that the same session always serializes to the same bytes.
+        return sorted(actions)
