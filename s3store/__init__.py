@@ -7,6 +7,7 @@ of `AgentSession` snapshots, kept as JSON objects under a bucket prefix.
 from s3store.errors import (
     AccessDeniedError,
     BucketNotFoundError,
+    ConfigurationError,
     CorruptSessionError,
     InvalidSessionIdError,
     SessionConflictError,
@@ -28,7 +29,7 @@ from s3store.models import (
     UrlImage,
     UserMessage,
 )
-from s3store.s3 import S3SessionStore
+from s3store.s3 import Purged, S3SessionStore, SessionInfo
 from s3store.store import Concurrency, InMemorySessionStore, SessionStore
 
 __all__ = [
@@ -39,15 +40,18 @@ __all__ = [
     "BucketNotFoundError",
     "ChatMessage",
     "Concurrency",
+    "ConfigurationError",
     "CorruptSessionError",
     "CustomMessage",
     "Image",
     "InMemorySessionStore",
     "InvalidSessionIdError",
+    "Purged",
     "RunState",
     "S3SessionStore",
     "SessionConflictError",
     "SessionId",
+    "SessionInfo",
     "SessionStore",
     "SessionStoreError",
     "StorageError",

@@ -19,6 +19,10 @@ class SessionStoreError(Exception):
         self.key = key
 
 
+class ConfigurationError(SessionStoreError, ValueError):
+    """The store is set up wrongly (a missing or invalid bucket name, say): fix the settings."""
+
+
 class InvalidSessionIdError(SessionStoreError, ValueError):
     """A session id that cannot name a stored session (missing, malformed or too long)."""
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Iterator
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +20,24 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from s3store.errors import (
     AccessDeniedError,
     BucketNotFoundError,
+    ConfigurationError,
     SessionStoreError,
     StorageError,
 )
-from s3store.models import AgentSession
+from s3store.keys import parse_key
+from s3store.models import AgentSession, SessionId
 from s3store.store import Concurrency, S, SessionStore, StoredObject, conflict
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
+    from typing_extensions import Self
 
-__all__ = ["DEFAULT_CONFIG", "S3SessionStore"]
+__all__ = ["DEFAULT_CONFIG", "ENV_BUCKET", "ENV_PREFIX", "Purged", "S3SessionStore", "SessionInfo"]
+
+ENV_BUCKET = "S3STORE_BUCKET"
+"""The environment variable `S3SessionStore.from_env()` reads the bucket name from."""
+ENV_PREFIX = "S3STORE_PREFIX"
+"""The environment variable `S3SessionStore.from_env()` reads the key prefix from."""
 
 DEFAULT_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -47,6 +58,26 @@ _ACCESS_DENIED_CODES = frozenset(
     }
 )
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What S3 knows of a stored session object, without reading its body."""
+
+    session_id: SessionId
+    key: str
+    size: int
+    last_modified: datetime
+    etag: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What `purge()` removed: object versions and delete markers."""
+
+    versions: int
+    delete_markers: int
 
 
 class S3SessionStore(SessionStore[S]):
@@ -87,6 +118,25 @@ class S3SessionStore(SessionStore[S]):
         self._client_context: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._depth = 0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """A store configured by the environment, as the Terraform module's outputs set it.
+
+        Reads `S3STORE_BUCKET` (required) and `S3STORE_PREFIX` (default `sessions/`).
+        The endpoint, region and credentials come from AWS's own variables
+        (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, ...). Keyword options
+        are passed on to the constructor and win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        bucket = env.get(ENV_BUCKET, "")
+        if not bucket:
+            raise ConfigurationError(
+                f"{ENV_BUCKET} is not set: export the session bucket's name (the Terraform "
+                "module's `environment` output gives every variable to set)"
+            )
+        options.setdefault("prefix", env.get(ENV_PREFIX, "sessions/"))
+        return cls(bucket, **options)
 
     def __repr__(self) -> str:
         return f"S3SessionStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -185,20 +235,94 @@ class S3SessionStore(SessionStore[S]):
         return response["ETag"]
 
     async def _list_keys(self) -> builtins.list[str]:
+        return [item["Key"] async for item in self._listing()]
+
+    async def _listing(self) -> AsyncIterator[Any]:
         client = self._open_client()
-        keys: builtins.list[str] = []
         with self._errors("ListObjectsV2", None):
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(
                 Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
             ):
-                keys.extend(item["Key"] for item in page.get("Contents", ()))
-        return keys
+                for item in page.get("Contents", ()):
+                    yield item
 
     async def _delete(self, key: str) -> None:
         client = self._open_client()
         with self._errors("DeleteObject", key):
             await client.delete_object(Bucket=self.bucket, Key=key)
+
+    # -- for operators --------------------------------------------------------
+
+    async def stat(self, session_id: SessionId) -> SessionInfo | None:
+        """Size, time and version of a stored session (a HeadObject), or None."""
+        key = self._key(session_id)
+        client = self._open_client()
+        with self._errors("HeadObject", key):
+            try:
+                head = await client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _code(exc) in ("404", "NoSuchKey"):
+                    return None
+                raise
+        return SessionInfo(
+            session_id,
+            key,
+            head["ContentLength"],
+            head["LastModified"],
+            head["ETag"],
+            head.get("VersionId"),
+        )
+
+    async def list_info(self) -> builtins.list[SessionInfo]:
+        """Like `list()`, with each object's size, time and ETag, from the listing alone."""
+        infos = []
+        async for item in self._listing():
+            session_id = parse_key(self.prefix, item["Key"])
+            if session_id is not None:
+                infos.append(
+                    SessionInfo(
+                        session_id, item["Key"], item["Size"], item["LastModified"], item["ETag"]
+                    )
+                )
+        return infos
+
+    async def purge(self, session_id: SessionId) -> Purged:
+        """Erase a session for good: every version and delete marker of its object.
+
+        `delete()` in a versioned bucket only adds a delete marker, and the old
+        versions stay recoverable; `purge()` is the right to erasure. It needs
+        `s3:ListBucketVersions` and `s3:DeleteObjectVersion` (the Terraform
+        module's eraser policy). In an unversioned bucket it deletes the object.
+        """
+        key = self._key(session_id)
+        client = self._open_client()
+        versions: builtins.list[dict[str, str]] = []
+        markers = 0
+        with self._errors("ListObjectVersions", key):
+            paginator = client.get_paginator("list_object_versions")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
+                    if item["Key"] == key:
+                        versions.append({"Key": key, "VersionId": item["VersionId"]})
+                markers += sum(1 for item in page.get("DeleteMarkers", ()) if item["Key"] == key)
+        with self._errors("DeleteObjects", key):
+            for start in range(0, len(versions), 1000):
+                response = await client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": versions[start : start + 1000], "Quiet": True},  # type: ignore[typeddict-item]
+                )
+                if response.get("Errors"):
+                    error = response["Errors"][0]
+                    raise StorageError(
+                        f"DeleteObjects left {len(response['Errors'])} version(s) in place: "
+                        f"{error.get('Code')} {error.get('Message')}; run purge again",
+                        operation="DeleteObjects",
+                        code=error.get("Code"),
+                        bucket=self.bucket,
+                        key=key,
+                    )
+        return Purged(versions=len(versions) - markers, delete_markers=markers)
 
     def _bucket_name(self) -> str:
         return self.bucket

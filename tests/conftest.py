@@ -52,9 +52,7 @@ def moto_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def s3(moto_url: str) -> AsyncIterator[S3Client]:
     """A plain aioboto3 client, to look at the bucket without going through the store."""
-    async with aioboto3.Session().client(
-        "s3", endpoint_url=moto_url, region_name=REGION
-    ) as client:
+    async with aioboto3.Session().client("s3", endpoint_url=moto_url, region_name=REGION) as client:
         yield client
 
 

@@ -75,7 +75,11 @@ async def test_list_gives_every_id_once_in_key_order(store: SessionStore) -> Non
     assert sorted(listed) == sorted(ids)
     # Key order: 1().json < 10.json < 2(a%2Fb).json < 2(b).json < 2.json
     assert listed == [
-        SessionId(1, ""), SessionId(10), SessionId(2, "a/b"), SessionId(2, "b"), SessionId(2)
+        SessionId(1, ""),
+        SessionId(10),
+        SessionId(2, "a/b"),
+        SessionId(2, "b"),
+        SessionId(2),
     ]
 
 
@@ -114,8 +118,11 @@ async def test_the_same_object_can_be_saved_turn_after_turn(store: SessionStore)
 
 async def test_unknown_fields_survive_a_round_trip(store: SessionStore) -> None:
     newer = AgentSession.model_validate(
-        {"id": {"id": 6, "external_id": None, "tenant": "t1"}, "summary": {"v": 2},
-         "run_state": {"new_counter": 3}}
+        {
+            "id": {"id": 6, "external_id": None, "tenant": "t1"},
+            "summary": {"v": 2},
+            "run_state": {"new_counter": 3},
+        }
     )
     await store.save(newer)
     loaded = await store.load(SessionId.model_validate({"id": 6, "tenant": "t1"}))
@@ -134,8 +141,11 @@ async def test_any_model_with_a_session_id_works(store: SessionStore) -> None:
     if isinstance(store, InMemorySessionStore):
         notes: SessionStore[Note] = InMemorySessionStore(model=Note)
     else:
-        notes = type(store)(store.bucket, endpoint_url=store._client_options["endpoint_url"],  # type: ignore[attr-defined]
-                            model=Note)
+        notes = type(store)(
+            store.bucket,
+            endpoint_url=store._client_options["endpoint_url"],  # type: ignore[attr-defined]
+            model=Note,
+        )
     async with _opened(notes):
         await notes.save(Note(id=SessionId(1), text="hello"))
         assert await notes.load(SessionId(1)) == Note(id=SessionId(1), text="hello")
@@ -163,8 +173,9 @@ external_ids = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(number=st.integers(min_value=0, max_value=2**64 - 1), external_id=st.none() | external_ids)
 async def test_any_session_id_round_trips(
     store: SessionStore, number: int, external_id: str | None
