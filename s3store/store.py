@@ -15,9 +15,10 @@ import random
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Generic, Literal, TypeVar, cast
+from typing import Generic, Literal, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from typing_extensions import TypeVar  # a TypeVar default (PEP 696); pydantic brings it
 
 from s3store.errors import CorruptSessionError, InvalidSessionIdError, SessionConflictError
 from s3store.keys import normalize_prefix, parse_key, session_key
@@ -25,7 +26,7 @@ from s3store.models import AgentSession, SessionId
 
 __all__ = ["Concurrency", "InMemorySessionStore", "SessionStore", "StoredObject"]
 
-S = TypeVar("S", bound=BaseModel)
+S = TypeVar("S", bound=BaseModel, default=AgentSession)
 
 Concurrency = Literal["optimistic", "last-writer-wins"]
 """`optimistic` (the default): a save never overwrites a version it did not see.
