@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
+import logging
 import random
 import weakref
 from abc import ABC, abstractmethod
@@ -25,6 +26,8 @@ from s3store.keys import normalize_prefix, parse_key, session_key
 from s3store.models import AgentSession, SessionId
 
 __all__ = ["Concurrency", "InMemorySessionStore", "SessionStore", "StoredObject"]
+
+logger = logging.getLogger("s3store")
 
 S = TypeVar("S", bound=BaseModel, default=AgentSession)
 
@@ -131,7 +134,9 @@ class SessionStore(ABC, Generic[S]):
         ids = []
         for key in await self._list_keys():
             session_id = parse_key(self.prefix, key)
-            if session_id is not None:
+            if session_id is None:
+                logger.warning("list(): skipped %r, which is not a session key", key)
+            else:
                 ids.append(session_id)
         return ids
 
