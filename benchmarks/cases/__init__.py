@@ -1,0 +1,1 @@
+"""One module per benchmark case; each has `async def run(servers, options) -> list[Result]`."""
