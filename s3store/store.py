@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import inspect
 import logging
 import random
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, Literal, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar  # a TypeVar default (PEP 696); pydantic brings it
 
-from s3store.errors import CorruptSessionError, InvalidSessionIdError, SessionConflictError
+from s3store.errors import (
+    BulkOperationError,
+    CorruptSessionError,
+    InvalidSessionIdError,
+    SessionConflictError,
+    SessionStoreError,
+)
 from s3store.keys import normalize_prefix, parse_key, session_key
 from s3store.models import AgentSession, SessionId
 
@@ -30,6 +37,9 @@ __all__ = ["Concurrency", "InMemorySessionStore", "SessionStore", "StoredObject"
 logger = logging.getLogger("s3store")
 
 S = TypeVar("S", bound=BaseModel, default=AgentSession)
+
+DEFAULT_CONCURRENCY = 64
+"""Requests a bulk method keeps in flight when not told otherwise (S3: the pool size)."""
 
 Concurrency = Literal["optimistic", "last-writer-wins"]
 """`optimistic` (the default): a save never overwrites a version it did not see.
@@ -144,6 +154,74 @@ class SessionStore(ABC, Generic[S]):
         """Delete a session; deleting one that does not exist is not an error."""
         await self._delete(self._key(session_id))
 
+    async def load_many(
+        self, session_ids: Iterable[SessionId], *, concurrency: int | None = None
+    ) -> dict[SessionId, S | None]:
+        """Load many sessions, at most `concurrency` requests at a time.
+
+        Returns `{session_id: session or None}` in the order given (duplicates
+        once). If any load fails, every other one still completes and
+        `BulkOperationError` is raised with the failures in `.errors` and the
+        loaded sessions in `.loaded`. `concurrency` defaults to the store's
+        connection pool size.
+        """
+        ids = builtins.list(dict.fromkeys(session_ids))
+        loaded: dict[SessionId, S | None] = {}
+
+        async def load(session_id: SessionId) -> None:
+            loaded[session_id] = await self.load(session_id)
+
+        errors = await self._each(ids, load, concurrency)
+        ordered = {session_id: loaded[session_id] for session_id in ids if session_id in loaded}
+        if errors:
+            raise self._bulk_error("load_many", ids, errors, ordered)
+        return ordered
+
+    async def save_many(
+        self, sessions: Iterable[S], *, concurrency: int | None = None
+    ) -> None:
+        """Save many sessions, each as `save()` would, at most `concurrency` at a time.
+
+        Each save is conditional as `save()`'s is (see the class docs). If any
+        fails, every other one still completes and `BulkOperationError` is
+        raised, with each failure (a `SessionConflictError`, say) in `.errors`.
+        Two sessions with the same id raise `ValueError` before any request.
+        """
+        by_id: dict[SessionId, S] = {}
+        for session in sessions:
+            session_id = self._id_of(session)
+            if session_id in by_id:
+                raise ValueError(f"save_many() got session {session_id} twice: pass each once")
+            self._key(session_id)  # an invalid id fails here, before any request
+            by_id[session_id] = session
+
+        async def save(session_id: SessionId) -> None:
+            await self.save(by_id[session_id])
+
+        ids = builtins.list(by_id)
+        errors = await self._each(ids, save, concurrency)
+        if errors:
+            raise self._bulk_error("save_many", ids, errors)
+
+    async def delete_many(
+        self, session_ids: Iterable[SessionId], *, concurrency: int | None = None
+    ) -> None:
+        """Delete many sessions; absent ones are not an error.
+
+        If any deletion fails, the others still complete and
+        `BulkOperationError` is raised with the failures in `.errors`.
+        """
+        ids = builtins.list(dict.fromkeys(session_ids))
+        for session_id in ids:
+            self._key(session_id)
+
+        async def delete(session_id: SessionId) -> None:
+            await self.delete(session_id)
+
+        errors = await self._each(ids, delete, concurrency)
+        if errors:
+            raise self._bulk_error("delete_many", ids, errors)
+
     async def update(
         self,
         session_id: SessionId,
@@ -209,6 +287,59 @@ class SessionStore(ABC, Generic[S]):
 
     # -- shared machinery ---------------------------------------------------
 
+    def _default_concurrency(self) -> int:
+        return DEFAULT_CONCURRENCY
+
+    async def _each(
+        self,
+        ids: builtins.list[SessionId],
+        fn: Callable[[SessionId], Awaitable[None]],
+        concurrency: int | None,
+    ) -> dict[SessionId, SessionStoreError]:
+        """Run `fn` on every id with at most `concurrency` in flight; collect store errors.
+
+        A fixed set of workers pulls from one iterator, rather than a task per id
+        waiting on a semaphore: 10,000 ids cost 64 tasks, not 10,000. Anything that
+        is not a `SessionStoreError` (a bug, a cancellation) stops the whole batch.
+        """
+        limit = self._default_concurrency() if concurrency is None else concurrency
+        if limit < 1:
+            raise ValueError(f"concurrency must be at least 1, not {limit}")
+        errors: dict[SessionId, SessionStoreError] = {}
+        pending = iter(ids)
+
+        async def work() -> None:
+            for session_id in pending:
+                try:
+                    await fn(session_id)
+                except SessionStoreError as exc:
+                    errors[session_id] = exc
+
+        workers = [asyncio.ensure_future(work()) for _ in range(min(limit, len(ids)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        return errors
+
+    def _bulk_error(
+        self,
+        operation: str,
+        ids: builtins.list[SessionId],
+        errors: dict[SessionId, SessionStoreError],
+        loaded: dict[SessionId, S | None] | None = None,
+    ) -> BulkOperationError:
+        return BulkOperationError(
+            operation,
+            errors={session_id: errors[session_id] for session_id in ids if session_id in errors},
+            done=[session_id for session_id in ids if session_id not in errors],
+            loaded=dict(loaded) if loaded is not None else None,
+            bucket=self._bucket_name(),
+        )
+
     def _key(self, session_id: SessionId) -> str:
         return session_key(self.prefix, session_id)
 
@@ -259,8 +390,9 @@ class InMemorySessionStore(SessionStore[S]):
     """A store in this process's memory, with the same semantics as `S3SessionStore`.
 
     It keeps serialized bytes, so changing an object after saving or loading it
-    never changes what is stored, and versions behave as S3's ETags do: the unit
-    tests of an agent meet the same conflicts as production.
+    never changes what is stored, and versions behave as S3's ETags do (the MD5
+    of the bytes): the unit tests of an agent meet the same conflicts as
+    production. `peer()` gives a second store over the same objects.
     """
 
     def __init__(
@@ -272,7 +404,18 @@ class InMemorySessionStore(SessionStore[S]):
     ) -> None:
         super().__init__(prefix=prefix, model=model, concurrency=concurrency)
         self._objects: dict[str, StoredObject] = {}
-        self._writes = 0
+
+    def peer(self) -> InMemorySessionStore[S]:
+        """Another store over the same objects, as a second process sees one bucket.
+
+        The peer shares what is stored but not the versions this store has seen,
+        so two peers stand for two concurrent Lambda invocations in a unit test.
+        """
+        peer = InMemorySessionStore(
+            prefix=self.prefix, model=self.model, concurrency=self.concurrency
+        )
+        peer._objects = self._objects
+        return peer
 
     async def _get(self, key: str) -> StoredObject | None:
         return self._objects.get(key)
@@ -283,8 +426,9 @@ class InMemorySessionStore(SessionStore[S]):
             if_match is not None and (current is None or current.version != if_match)
         ):
             raise conflict(bucket=None, key=key)
-        self._writes += 1
-        version = f'"{self._writes}"'
+        # As S3's ETag for a plain PUT: the MD5 of the body, so the same bytes
+        # keep their version and both stores see the same conflicts.
+        version = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
         self._objects[key] = StoredObject(body, version)
         return version
 

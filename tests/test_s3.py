@@ -1,4 +1,4 @@
-"""What only `S3SessionStore` does: the objects it writes, the errors S3 gives, its client's life."""
+"""What only `S3SessionStore` does: its objects, the errors S3 gives, its client's life."""
 
 from __future__ import annotations
 
