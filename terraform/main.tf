@@ -128,6 +128,7 @@ resource "aws_s3_bucket_policy" "tls" {
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "sessions" {
+  #checkov:skip=CKV_AWS_300:False positive: when this module is called from another (examples/lambda), checkov 3.3 renders the dynamic expire-sessions rule in place of the static ones; the abort-incomplete-multipart-uploads rule below is there, and tests/module.tftest.hcl asserts it.
   bucket = aws_s3_bucket.sessions.id
 
   rule {

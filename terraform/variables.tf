@@ -3,16 +3,17 @@ variable "bucket_name" {
   type        = string
 
   validation {
-    condition = (
-      length(var.bucket_name) >= 3 && length(var.bucket_name) <= 63
-      && can(regex("^[a-z0-9][a-z0-9.-]*[a-z0-9]$", var.bucket_name))
-      && !strcontains(var.bucket_name, "..")
-      && !can(regex("^\\d+\\.\\d+\\.\\d+\\.\\d+$", var.bucket_name))
-      && !startswith(var.bucket_name, "xn--")
-      && !startswith(var.bucket_name, "sthree-")
-      && !endswith(var.bucket_name, "-s3alias")
-      && !endswith(var.bucket_name, "--ol-s3")
-    )
+    condition = alltrue([
+      length(var.bucket_name) >= 3,
+      length(var.bucket_name) <= 63,
+      can(regex("^[a-z0-9][a-z0-9.-]*[a-z0-9]$", var.bucket_name)),
+      !strcontains(var.bucket_name, ".."),
+      !can(regex("^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$", var.bucket_name)),
+      !startswith(var.bucket_name, "xn--"),
+      !startswith(var.bucket_name, "sthree-"),
+      !endswith(var.bucket_name, "-s3alias"),
+      !endswith(var.bucket_name, "--ol-s3"),
+    ])
     error_message = "bucket_name must be a valid S3 bucket name: 3-63 characters of lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, no '..', not an IP address, and none of the reserved prefixes (xn--, sthree-) or suffixes (-s3alias, --ol-s3)."
   }
 }
