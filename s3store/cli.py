@@ -1,0 +1,881 @@
+"""The `s3store` command: look into a session bucket, export and import, erase, run the demo.
+
+Installed with the `cli` extra (click, rich); the embedded S3 server needs the
+`local` extra (moto). Output is for people on a terminal (tables, colour,
+progress bars) and plain, tab-separated lines when piped; `--json` gives JSON
+either way. Exit codes: 0 success, 1 not found, 2 usage or configuration,
+3 conflict or storage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, Any, TypeVar
+
+import aioboto3
+import click
+from botocore.config import Config
+from botocore.exceptions import ProfileNotFound
+from pydantic import ValidationError
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from s3store.errors import (
+    ConfigurationError,
+    CorruptSessionError,
+    InvalidSessionIdError,
+    SessionConflictError,
+    SessionStoreError,
+)
+from s3store.keys import normalize_prefix, session_key
+from s3store.local import DEFAULT_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, LocalS3
+from s3store.models import (
+    AgentSession,
+    AssistantMessage,
+    CustomMessage,
+    SessionId,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
+from s3store.s3 import ENV_BUCKET, ENV_PREFIX, S3SessionStore, SessionInfo
+
+__all__ = ["Connection", "cli", "main"]
+
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class CommandError(click.ClickException):
+    """A failure reported in one line on stderr; exits with 3 (conflict or storage error)."""
+
+    exit_code = EXIT_FAILED
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.secho(f"s3store: {self.message}", err=True, fg="red")
+
+
+class NotFoundError(CommandError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class UsageFailure(CommandError):
+    exit_code = EXIT_USAGE
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigurationError, InvalidSessionIdError) as exc:
+            raise UsageFailure(str(exc)) from exc
+        except SessionStoreError as exc:
+            raise CommandError(str(exc)) from exc
+
+
+def _session_id(ctx: click.Context, param: click.Parameter, value: str | None) -> SessionId | None:
+    try:
+        return None if value is None else SessionId.parse(value)
+    except InvalidSessionIdError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+# -- where the sessions are ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A bucket and prefix, and how to reach them; makes stores and aioboto3 sessions."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    credentials: tuple[str, str] | None = None  # access key id and secret; else AWS's chain
+    embedded: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def session(self) -> aioboto3.Session:
+        """A new aioboto3 session: one per thread, as botocore asks."""
+        key_id, secret = self.credentials or (None, None)
+        try:
+            return aioboto3.Session(
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                profile_name=self.profile,
+                region_name=self.region,
+            )
+        except ProfileNotFound as exc:
+            raise ConfigurationError(f"{exc}: fix --profile or AWS_PROFILE") from None
+
+    def store(
+        self, session: aioboto3.Session | None = None, *, prefix: str | None = None, pool: int = 10
+    ) -> S3SessionStore:
+        return S3SessionStore(
+            self.bucket,
+            prefix=self.prefix if prefix is None else prefix,
+            session=session or self.session(),
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            # A pool smaller than the concurrency would queue requests inside the client.
+            config=Config(max_pool_connections=pool),
+        )
+
+    def key(self, session_id: SessionId) -> str:
+        return session_key(self.prefix, session_id)
+
+
+@contextmanager
+def connect(
+    *,
+    bucket: str | None,
+    prefix: str,
+    endpoint_url: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
+    local: bool = False,
+) -> Iterator[Connection]:
+    """The configured bucket, or an embedded S3 server for as long as the block lasts."""
+    if bucket and not local:
+        yield Connection(bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile)
+        return
+    with LocalS3(bucket or DEFAULT_BUCKET) as server:
+        reason = "--local" if local else f"no bucket configured (--bucket or {ENV_BUCKET})"
+        _note(
+            f"{reason}: using an embedded S3 server at {server.endpoint_url} with bucket "
+            f"{server.bucket!r} (versioning on); it and its sessions end with this command"
+        )
+        yield Connection(
+            server.bucket,
+            prefix,
+            endpoint_url=server.endpoint_url,
+            region=LOCAL_REGION,
+            credentials=LOCAL_CREDENTIALS,
+            embedded=True,
+        )
+
+
+_CONNECTION_OPTIONS = (
+    click.option("--bucket", envvar=ENV_BUCKET, help=f"The session bucket [env: {ENV_BUCKET}]."),
+    click.option(
+        "--prefix",
+        envvar=ENV_PREFIX,
+        default="sessions/",
+        show_default=True,
+        help=f"The key prefix of the sessions [env: {ENV_PREFIX}].",
+    ),
+    click.option(
+        "--endpoint-url",
+        envvar="AWS_ENDPOINT_URL",
+        help="An S3-compatible endpoint instead of AWS [env: AWS_ENDPOINT_URL].",
+    ),
+    click.option("--profile", envvar="AWS_PROFILE", help="AWS profile [env: AWS_PROFILE]."),
+    click.option(
+        "--region",
+        envvar=["AWS_REGION", "AWS_DEFAULT_REGION"],
+        help="AWS region [env: AWS_REGION, AWS_DEFAULT_REGION].",
+    ),
+    click.option(
+        "--local",
+        is_flag=True,
+        help="Use an embedded S3 server (moto) even when a bucket is configured.",
+    ),
+)
+
+
+def connection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the options that say where the sessions are; the command gets a `Connection`.
+
+    The embedded server, if one is needed, starts only once the arguments are
+    parsed, so `--help` and usage errors never start one.
+    """
+
+    @functools.wraps(command)
+    def run(
+        *,
+        bucket: str | None,
+        prefix: str,
+        endpoint_url: str | None,
+        profile: str | None,
+        region: str | None,
+        local: bool,
+        **options: Any,
+    ) -> None:
+        with connect(
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            region=region,
+            local=local,
+        ) as connection:
+            command(connection, **options)
+
+    for option in reversed(_CONNECTION_OPTIONS):
+        run = option(run)
+    return run
+
+
+def json_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON, on a terminal or not."
+    )(command)
+
+
+# -- output ------------------------------------------------------------------------
+
+
+def interactive() -> bool:
+    """Whether stdout is a terminal: tables and colour there, plain lines otherwise."""
+    return sys.stdout.isatty()
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def _note(message: str) -> None:
+    """A one-line remark for the person at the terminal, kept out of stdout's data."""
+    click.secho(f"s3store: {message}", err=True, dim=True)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2 if interactive() else None))
+
+
+def _print_rows(rows: Iterable[Iterable[object]]) -> None:
+    for row in rows:
+        click.echo("\t".join(str(value) for value in row))
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _info_json(info: SessionInfo) -> dict[str, Any]:
+    return {
+        "id": str(info.session_id),
+        "key": info.key,
+        "size": info.size,
+        "last_modified": info.last_modified.isoformat(),
+        "etag": info.etag,
+    }
+
+
+def listing_table(infos: list[SessionInfo], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("id", style="cyan")
+    table.add_column("size", justify="right")
+    table.add_column("last modified")
+    for info in infos:
+        table.add_row(str(info.session_id), decimal(info.size), _timestamp(info.last_modified))
+    return table
+
+
+@contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when it is a terminal; yields the function that advances it."""
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda: bar.advance(task)
+
+
+async def in_order(
+    items: Iterable[T], work: Callable[[T], Awaitable[R]], concurrency: int
+) -> AsyncIterator[R]:
+    """`work` over `items`, at most `concurrency` at a time, results in the items' order.
+
+    Results come out in order as soon as they can, so memory stays bounded by
+    the window rather than the whole input.
+    """
+    pending: deque[asyncio.Task[R]] = deque()
+    try:
+        for item in items:
+            pending.append(asyncio.ensure_future(work(item)))
+            if len(pending) >= concurrency:
+                yield await pending.popleft()
+        while pending:
+            yield await pending.popleft()
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+# -- what a session holds ----------------------------------------------------------------
+
+
+def _role(message: object) -> str:
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, UserMessage):
+        return "user"
+    if isinstance(message, AssistantMessage):
+        return "assistant"
+    if isinstance(message, ToolMessage):
+        return "tool"
+    if isinstance(message, CustomMessage):
+        return f"custom:{message.role}"
+    return type(message).__name__
+
+
+def summary(info: SessionInfo, session: AgentSession, bucket: str) -> dict[str, Any]:
+    """What `show` reports: the object's metadata and a count of what the session holds."""
+    roles = Counter(_role(message) for message in session.chat_messages)
+    tools = Counter(
+        call.name
+        for message in session.chat_messages
+        if isinstance(message, AssistantMessage)
+        for call in message.tool_calls or ()
+    )
+    return {
+        "id": str(info.session_id),
+        "object": f"s3://{bucket}/{info.key}",
+        "size": info.size,
+        "last_modified": info.last_modified.isoformat(),
+        "etag": info.etag,
+        "version_id": info.version_id,
+        "messages": len(session.chat_messages),
+        "messages_by_role": dict(sorted(roles.items())),
+        "tool_calls": sum(tools.values()),
+        "tool_calls_by_name": dict(sorted(tools.items())),
+        "total_tool_calls": session.total_tool_calls,
+        "always_allowed_actions": sorted(session.always_allowed_actions),
+    }
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    def counts(by_name: dict[str, int]) -> str:
+        return ", ".join(f"{count} {name}" for name, count in by_name.items())
+
+    rows = [
+        ("session", f"[cyan]{report['id']}[/]"),
+        ("object", report["object"]),
+        ("size", f"{decimal(report['size'])} ({report['size']} bytes)"),
+        ("last modified", _timestamp(datetime.fromisoformat(report["last_modified"]))),
+        ("version", f"{report['version_id'] or 'unversioned'}  etag {report['etag']}"),
+        ("messages", f"{report['messages']}: {counts(report['messages_by_role'])}"),
+        ("tool calls", f"{report['tool_calls']}: {counts(report['tool_calls_by_name'])}"),
+    ]
+    if report["always_allowed_actions"]:
+        rows.append(("always allowed", ", ".join(report["always_allowed_actions"])))
+    return fields_table(rows)
+
+
+def fields_table(rows: Iterable[tuple[str, str]]) -> Table:
+    """Name and value in two columns, as `show` and `stats` print them on a terminal."""
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _summary_rows(report: dict[str, Any]) -> Iterator[tuple[str, object]]:
+    for name, value in report.items():
+        if isinstance(value, dict):
+            yield from ((f"{name}.{key}", count) for key, count in value.items())
+        elif isinstance(value, list):
+            yield name, ",".join(value)
+        else:
+            yield name, "" if value is None else value
+
+
+# -- export and import -----------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    sessions: int = 0
+    bytes: int = 0
+    corrupt: list[str] = field(default_factory=list)
+
+
+async def export_sessions(
+    store: S3SessionStore,
+    infos: list[SessionInfo],
+    out: IO[bytes],
+    *,
+    concurrency: int,
+    advance: Callable[[], None] | None = None,
+) -> ExportResult:
+    """Write each listed session's stored JSON as one line of `out`, in the listing's order.
+
+    Lines are the objects' bytes as stored, so importing them writes the same
+    bytes back. Only line breaks are taken out (JSON allows them only as
+    whitespace, so the value is unchanged). Objects that are not valid sessions
+    are left out and named in the result.
+    """
+    result = ExportResult()
+
+    async def fetch(info: SessionInfo) -> tuple[SessionInfo, bytes | None]:
+        stored = await store._get(info.key)
+        if stored is None:  # deleted since the listing
+            return info, None
+        try:
+            store._decode(stored.body, info.key, info.session_id)
+        except CorruptSessionError:
+            result.corrupt.append(info.key)
+            return info, None
+        return info, stored.body
+
+    async for _, body in in_order(infos, fetch, concurrency):
+        if body is not None:
+            line = body.replace(b"\r", b"").replace(b"\n", b"") + b"\n"
+            out.write(line)
+            result.sessions += 1
+            result.bytes += len(line)
+        if advance:
+            advance()
+    return result
+
+
+@dataclass
+class ImportResult:
+    written: int = 0
+    unchanged: int = 0
+    conflicts: list[SessionId] = field(default_factory=list)
+
+
+def read_export(lines: Iterable[bytes], source: str) -> list[tuple[SessionId, bytes]]:
+    """Check every line of an export before anything is written: all valid, no id twice."""
+    sessions: list[tuple[SessionId, bytes]] = []
+    seen: dict[SessionId, int] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        try:
+            session = AgentSession.model_validate_json(line)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+            raise UsageFailure(
+                f"{source} line {number} is not a session ({problem}): fix or remove the "
+                "line; nothing was imported"
+            ) from None
+        if session.id is None:
+            raise UsageFailure(f"{source} line {number} has no session id: nothing was imported")
+        if session.id in seen:
+            raise UsageFailure(
+                f"{source} has session {session.id} twice (lines {seen[session.id]} and "
+                f"{number}): keep one; nothing was imported"
+            )
+        seen[session.id] = number
+        sessions.append((session.id, line))
+    return sessions
+
+
+async def import_sessions(
+    store: S3SessionStore,
+    sessions: list[tuple[SessionId, bytes]],
+    *,
+    overwrite: bool,
+    concurrency: int,
+    advance: Callable[[], None] | None = None,
+) -> ImportResult:
+    """Write each line as its session's object, byte for byte.
+
+    Without `overwrite` a session is only created, never replaced: one that
+    exists with the same bytes counts as unchanged, one with other bytes as a
+    conflict, and it is left as it is.
+    """
+    result = ImportResult()
+
+    async def write(item: tuple[SessionId, bytes]) -> None:
+        session_id, body = item
+        key = session_key(store.prefix, session_id)
+        try:
+            await store._put(key, body, if_match=None, if_absent=not overwrite)
+            result.written += 1
+        except SessionConflictError:
+            stored = await store._get(key)
+            if stored is not None and stored.body == body:
+                result.unchanged += 1
+            else:
+                result.conflicts.append(session_id)
+
+    async for _ in in_order(sessions, write, concurrency):
+        if advance:
+            advance()
+    return result
+
+
+# -- the commands ----------------------------------------------------------------------
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="s3store")
+def cli() -> None:
+    """Look into, export, import and erase the agent sessions in an S3 bucket.
+
+    Configure with flags or the environment: S3STORE_BUCKET and S3STORE_PREFIX
+    (the Terraform module's outputs), AWS_ENDPOINT_URL, AWS_PROFILE, AWS_REGION.
+    With no bucket configured, or with --local, a command runs against an
+    embedded S3 server that lasts as long as the command. Session ids are
+    written 42 or 42(external-id).
+
+    Exit codes: 0 success, 1 not found, 2 usage or configuration, 3 conflict or
+    storage error.
+    """
+
+
+@cli.command("ls")
+@connection_options
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many sessions.")
+@click.option("--after", callback=_session_id, help="Start after this session (the next page).")
+@json_option
+def ls_command(
+    connection: Connection, limit: int | None, after: SessionId | None, as_json: bool
+) -> None:
+    """List sessions in key order: id, size and last-modified time.
+
+    Piped, one tab-separated line per session. When --limit cuts the listing,
+    the id to pass to --after for the next page goes to stderr (`next` in JSON).
+    """
+
+    async def listing() -> list[SessionInfo]:
+        async with connection.store() as store:
+            return await store.list_info()
+
+    infos = asyncio.run(listing())
+    if after is not None:
+        start = connection.key(after)
+        infos = [info for info in infos if info.key > start]
+    page = infos[:limit] if limit else infos
+    following = str(page[-1].session_id) if len(page) < len(infos) else None
+    if as_json:
+        _print_json({"sessions": [_info_json(info) for info in page], "next": following})
+        return
+    if interactive():
+        total = decimal(sum(info.size for info in page))
+        title = f"{connection}: {len(page)} session(s), {total}"
+        console().print(listing_table(page, title))
+    else:
+        _print_rows((info.session_id, info.size, info.last_modified.isoformat()) for info in page)
+    if following is not None:
+        _note(f"more sessions follow: s3store ls --after {shlex.quote(following)}")
+
+
+@cli.command("show")
+@connection_options
+@click.argument("session_id", metavar="ID", callback=_session_id)
+@json_option
+def show_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
+    """Summarize a session: messages by role, tool calls, size, time, version.
+
+    With --json, the stored object itself, byte for byte.
+    """
+
+    async def fetch() -> tuple[SessionInfo | None, bytes | AgentSession | None]:
+        async with connection.store() as store:
+            info = await store.stat(session_id)
+            if info is None:
+                return None, None
+            if as_json:
+                stored = await store._get(info.key)
+                return info, None if stored is None else stored.body
+            return info, await store.load(session_id)
+
+    info, content = asyncio.run(fetch())
+    if info is None or content is None:
+        raise NotFoundError(
+            f"no session {session_id} in {connection}: `s3store ls` lists the ones there are",
+        )
+    if isinstance(content, bytes):
+        click.echo(content)
+        return
+    report = summary(info, content, connection.bucket)
+    if interactive():
+        console().print(summary_table(report))
+    else:
+        _print_rows(_summary_rows(report))
+
+
+@cli.command("rm")
+@connection_options
+@click.argument("session_id", metavar="ID", callback=_session_id)
+@json_option
+def rm_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
+    """Delete a session (in a versioned bucket its old versions stay: see purge)."""
+
+    async def delete() -> SessionInfo | None:
+        async with connection.store() as store:
+            info = await store.stat(session_id)
+            if info is not None:
+                await store.delete(session_id)
+            return info
+
+    info = asyncio.run(delete())
+    if info is None:
+        raise NotFoundError(f"no session {session_id} in {connection}: nothing deleted")
+    versioned = info.version_id not in (None, "null")
+    if as_json:
+        _print_json({"deleted": str(session_id), "key": info.key, "versions_kept": versioned})
+    elif interactive():
+        console().print(f"deleted [cyan]{session_id}[/] ({info.key})")
+    else:
+        _print_rows([("deleted", session_id, info.key)])
+    if versioned:
+        _note(f"earlier versions remain recoverable; `s3store purge {session_id}` erases them")
+
+
+@cli.command("purge")
+@connection_options
+@click.argument("session_id", metavar="ID", callback=_session_id)
+@json_option
+def purge_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
+    """Erase a session for good: every version and delete marker of its object."""
+
+    async def erase() -> tuple[int, int]:
+        async with connection.store() as store:
+            purged = await store.purge(session_id)
+            return purged.versions, purged.delete_markers
+
+    versions, markers = asyncio.run(erase())
+    if versions == markers == 0:
+        raise NotFoundError(
+            f"no session {session_id} in {connection}, nor any version of it: nothing to purge",
+        )
+    if as_json:
+        _print_json({"purged": str(session_id), "versions": versions, "delete_markers": markers})
+    elif interactive():
+        console().print(
+            f"purged [cyan]{session_id}[/]: {versions} version(s) and {markers} delete "
+            "marker(s) erased"
+        )
+    else:
+        _print_rows([("purged", session_id, versions, markers)])
+
+
+@cli.command("stats")
+@connection_options
+@json_option
+def stats_command(connection: Connection, as_json: bool) -> None:
+    """Count the sessions, their total size and the largest one."""
+
+    async def listing() -> list[SessionInfo]:
+        async with connection.store() as store:
+            return await store.list_info()
+
+    infos = asyncio.run(listing())
+    total = sum(info.size for info in infos)
+    largest = max(infos, key=lambda info: info.size, default=None)
+    if as_json:
+        _print_json(
+            {
+                "location": str(connection),
+                "sessions": len(infos),
+                "total_bytes": total,
+                "largest": None
+                if largest is None
+                else {"id": str(largest.session_id), "size": largest.size},
+            }
+        )
+    elif interactive():
+        rows = [("location", str(connection)), ("sessions", str(len(infos)))]
+        rows.append(("total size", decimal(total)))
+        if largest is not None:
+            rows.append(("largest", f"[cyan]{largest.session_id}[/] ({decimal(largest.size)})"))
+        console().print(fields_table(rows))
+    else:
+        _print_rows(
+            [
+                ("sessions", len(infos)),
+                ("total_bytes", total),
+                ("largest_id", "" if largest is None else largest.session_id),
+                ("largest_bytes", "" if largest is None else largest.size),
+            ]
+        )
+
+
+_CONCURRENCY = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+
+
+@contextmanager
+def _output_file(path: str) -> Iterator[IO[bytes]]:
+    """`path` opened for writing, replaced only once the export is whole; `-` is stdout."""
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "wb") as out:
+            yield out
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+@cli.command("export")
+@connection_options
+@click.argument("file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
+@_CONCURRENCY
+@json_option
+def export_command(connection: Connection, file: str, concurrency: int, as_json: bool) -> None:
+    """Write every session to FILE.jsonl (`-` for stdout), one stored object per line."""
+
+    async def export(out: IO[bytes]) -> ExportResult:
+        async with connection.store(pool=concurrency) as store:
+            infos = await store.list_info()
+            with progress("exporting", len(infos)) as advance:
+                return await export_sessions(
+                    store, infos, out, concurrency=concurrency, advance=advance
+                )
+
+    with _output_file(file) as out:
+        result = asyncio.run(export(out))
+    destination = "stdout" if file == "-" else file
+    if as_json:
+        report = {
+            "file": destination,
+            "sessions": result.sessions,
+            "bytes": result.bytes,
+            "corrupt": result.corrupt,
+        }
+        # Exported to stdout, the report must not mix with the sessions.
+        click.echo(json.dumps(report), err=file == "-")
+    else:
+        _note(f"exported {result.sessions} session(s), {decimal(result.bytes)}, to {destination}")
+    if result.corrupt:
+        raise CommandError(
+            f"left out {len(result.corrupt)} object(s) that are not valid sessions (first: "
+            f"{result.corrupt[0]}): inspect them with `s3store show --json`, then fix or "
+            "delete them"
+        )
+
+
+@cli.command("import")
+@connection_options
+@click.argument("file", metavar="FILE.jsonl", type=click.File("rb", lazy=False), default="-")
+@click.option("--overwrite", is_flag=True, help="Replace sessions that exist with other content.")
+@_CONCURRENCY
+@json_option
+def import_command(
+    connection: Connection, file: IO[bytes], overwrite: bool, concurrency: int, as_json: bool
+) -> None:
+    """Write each session of FILE.jsonl (`-` for stdin) back, byte for byte.
+
+    Every line is checked first; one bad line and nothing is written. Existing
+    sessions are kept unless --overwrite; with the same content they count as
+    unchanged.
+    """
+    sessions = read_export(file, click.format_filename(file.name))
+
+    async def restore() -> ImportResult:
+        async with connection.store(pool=concurrency) as store:
+            with progress("importing", len(sessions)) as advance:
+                return await import_sessions(
+                    store, sessions, overwrite=overwrite, concurrency=concurrency, advance=advance
+                )
+
+    result = asyncio.run(restore())
+    if as_json:
+        _print_json(
+            {
+                "written": result.written,
+                "unchanged": result.unchanged,
+                "conflicts": [str(session_id) for session_id in result.conflicts],
+            }
+        )
+    else:
+        _note(
+            f"imported {result.written} session(s) into {connection}"
+            + (f"; {result.unchanged} already there unchanged" if result.unchanged else "")
+        )
+    if result.conflicts:
+        raise CommandError(
+            f"{len(result.conflicts)} session(s) exist with other content and were left as "
+            f"they are (first: {result.conflicts[0]}): re-run with --overwrite to replace them"
+        )
+
+
+@cli.command("local")
+@click.option(
+    "--bucket",
+    envvar=ENV_BUCKET,
+    default=DEFAULT_BUCKET,
+    show_default=True,
+    help="The bucket to create.",
+)
+@click.option("--prefix", envvar=ENV_PREFIX, default="sessions/", show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 [default: free]."
+)
+def local_command(bucket: str, prefix: str, port: int) -> None:
+    """Run an embedded S3 server in the foreground until Ctrl-C.
+
+    Prints the environment variables that point an agent (S3SessionStore.from_env())
+    and this command at it. Its data lives in memory and goes when it stops.
+    """
+    stop = threading.Event()
+    with LocalS3(bucket, port=port) as server:
+        for name, value in server.environment(normalize_prefix(prefix)).items():
+            click.echo(f"export {name}={shlex.quote(value)}")
+        sys.stdout.flush()
+        _note(
+            f"S3 on {server.endpoint_url}, bucket {bucket!r} (versioning on); export the "
+            "variables above, Ctrl-C stops the server and discards its data"
+        )
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        stop.wait()
+    _note("stopped")
+
+
+@cli.command("demo")
+@connection_options
+@click.option("--keep", is_flag=True, help="Leave the demo's sessions in the bucket.")
+def demo_command(connection: Connection, keep: bool) -> None:
+    """A scripted tool-using agent serving three users, one Lambda-style invocation per turn.
+
+    Against a configured bucket it works under a fresh sub-prefix of its own and
+    purges what it wrote at the end (unless --keep).
+    """
+    from s3store.demo import run_demo
+
+    run_demo(connection, keep=keep)
+
+
+def main() -> None:
+    cli(prog_name="s3store")

@@ -1,0 +1,140 @@
+"""An embedded S3 server (moto) on 127.0.0.1, with a bucket set up as terraform/ sets one up.
+
+For development and demos only: everything lives in this process's memory and is
+gone when the server stops. moto comes with the optional extra `s3store[local]`
+and is imported only when a server starts, so the library never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from botocore.session import Session as BotocoreSession
+
+from s3store.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
+    from typing_extensions import Self
+
+__all__ = ["DEFAULT_BUCKET", "LOCAL_CREDENTIALS", "LOCAL_REGION", "LocalS3"]
+
+DEFAULT_BUCKET = "agent-sessions"
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = ("local", "local")
+"""Access key id and secret: moto takes any, and fixed ones spare the user real credentials."""
+
+
+class LocalS3:
+    """A moto S3 server on 127.0.0.1 with one bucket, for as long as the `with` block lasts.
+
+    The bucket is set up as the Terraform module provisions it: versioning
+    Enabled, SSE-KMS with a bucket key under a rotating customer key, every
+    public access block on and object ownership enforced. Only the TLS-only
+    bucket policy is left out: the server speaks plain HTTP on loopback.
+    """
+
+    def __init__(self, bucket: str = DEFAULT_BUCKET, *, port: int = 0) -> None:
+        self.bucket = bucket
+        self.port = port
+        self._server: ThreadedMotoServer | None = None
+        self.endpoint_url = ""
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        """Start the server, create the bucket, and return the endpoint URL."""
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            raise ConfigurationError(
+                "the embedded S3 server needs moto: pip install 's3store[local]', or pass "
+                "--bucket (or set S3STORE_BUCKET) to use a real bucket"
+            ) from None
+        # werkzeug logs every request at INFO, which would bury the command's own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        try:
+            self._create_bucket()
+        except Exception:
+            self.stop()
+            raise
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def environment(self, prefix: str) -> dict[str, str]:
+        """The variables that point `S3SessionStore.from_env()` (and the CLI) at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS[0],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS[1],
+            # botocore reads AWS_DEFAULT_REGION; other SDKs and Lambda use AWS_REGION.
+            "AWS_REGION": LOCAL_REGION,
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            "S3STORE_BUCKET": self.bucket,
+            "S3STORE_PREFIX": prefix,
+        }
+
+    def _create_bucket(self) -> None:
+        # Plain botocore, once, at start-up: the async client is for the store's own work.
+        botocore = BotocoreSession()
+        options: dict[str, Any] = {
+            "endpoint_url": self.endpoint_url,
+            "region_name": LOCAL_REGION,
+            "aws_access_key_id": LOCAL_CREDENTIALS[0],
+            "aws_secret_access_key": LOCAL_CREDENTIALS[1],
+        }
+        kms: Any = botocore.create_client("kms", **options)
+        key_arn = kms.create_key(Description=f"s3store sessions in {self.bucket}")["KeyMetadata"][
+            "Arn"
+        ]
+        kms.enable_key_rotation(KeyId=key_arn)
+        s3: Any = botocore.create_client("s3", **options)
+        s3.create_bucket(Bucket=self.bucket)
+        s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_encryption(
+            Bucket=self.bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": key_arn,
+                        },
+                        "BucketKeyEnabled": True,
+                    }
+                ]
+            },
+        )
+        s3.put_public_access_block(
+            Bucket=self.bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_ownership_controls(
+            Bucket=self.bucket,
+            OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+        )
