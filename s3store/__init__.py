@@ -7,6 +7,7 @@ of `AgentSession` snapshots, kept as JSON objects under a bucket prefix.
 from s3store.errors import (
     AccessDeniedError,
     BucketNotFoundError,
+    BulkOperationError,
     ConfigurationError,
     CorruptSessionError,
     InvalidSessionIdError,
@@ -38,6 +39,7 @@ __all__ = [
     "AssistantMessage",
     "Base64Image",
     "BucketNotFoundError",
+    "BulkOperationError",
     "ChatMessage",
     "Concurrency",
     "ConfigurationError",

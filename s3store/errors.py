@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from s3store.models import SessionId
+
 
 class SessionStoreError(Exception):
     """Base class of every error s3store raises.
@@ -46,6 +51,14 @@ class SessionConflictError(SessionStoreError):
     """
 
 
+class SessionTooLargeError(SessionStoreError):
+    """A session over the store's `max_session_bytes`: refused before any request.
+
+    Raised by `save()` for the encoded JSON, and by `load()` for an object that
+    would not fit in memory as the store allows; raise the limit or trim the session.
+    """
+
+
 class BucketNotFoundError(SessionStoreError):
     """The bucket does not exist (or is not visible to these credentials)."""
 
@@ -69,3 +82,33 @@ class StorageError(SessionStoreError):
         super().__init__(message, bucket=bucket, key=key)
         self.operation = operation
         self.code = code
+
+
+class BulkOperationError(SessionStoreError):
+    """Some items of a bulk operation (`load_many`, `save_many`, `delete_many`) failed.
+
+    Every other item was done: `errors` maps each failed session id to its own
+    typed error, and `done` lists the ids that succeeded, in input order. For
+    `load_many`, `loaded` holds what was loaded (None for sessions that do not
+    exist), so no result is lost with the failure. Retry just the ids in `errors`.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        errors: dict[SessionId, SessionStoreError],
+        done: list[SessionId],
+        loaded: dict[SessionId, Any] | None = None,
+        bucket: str | None = None,
+    ) -> None:
+        first_id, first = next(iter(errors.items()))
+        super().__init__(
+            f"{operation}: {len(errors)} of {len(errors) + len(done)} session(s) failed "
+            f"(first: {first_id}: {first}); the rest succeeded. Retry the ids in `.errors`",
+            bucket=bucket,
+        )
+        self.operation = operation
+        self.errors = errors
+        self.done = done
+        self.loaded: dict[SessionId, Any] = loaded if loaded is not None else {}

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote
 
-from pydantic import ValidationError
-
 from s3store.errors import InvalidSessionIdError
 from s3store.models import SessionId
 
@@ -64,7 +62,7 @@ def parse_key(prefix: str, key: str) -> SessionId | None:
     try:
         external_id = None if match[2] is None else unquote(match[2], errors="strict")
         session_id = SessionId(int(match[1]), external_id)
-    except (UnicodeDecodeError, ValidationError):
+    except (UnicodeDecodeError, InvalidSessionIdError):
         return None
     # Only the canonical spelling counts, so that two keys never name one session.
     return session_id if session_key(prefix, session_id) == key else None

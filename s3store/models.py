@@ -63,7 +63,14 @@ class SessionId(_Wire):
     external_id: str | None = None
 
     def __init__(self, id: int, external_id: str | None = None, **extra: Any) -> None:
-        super().__init__(id=id, external_id=external_id, **extra)
+        try:
+            super().__init__(id=id, external_id=external_id, **extra)
+        except ValidationError as exc:
+            raise InvalidSessionIdError(
+                f"not a session id: id must be an integer from 0 to 2**64-1 and external_id "
+                f"a string or None; got id={id!r}, external_id={external_id!r}: "
+                f"{exc.errors()[0]['msg']}"
+            ) from None
 
     def __str__(self) -> str:
         if self.external_id is None:
@@ -79,10 +86,7 @@ class SessionId(_Wire):
                 f"{text!r} is not a session id: expected a number, optionally followed by "
                 "an external id in parentheses, such as 42 or 42(user-7)"
             )
-        try:
-            return cls(int(match[1]), match[2])
-        except ValidationError as exc:
-            raise InvalidSessionIdError(f"{text!r} is not a session id: {exc}") from None
+        return cls(int(match[1]), match[2])
 
     def _order(self) -> tuple[int, bool, str]:
         return (self.id, self.external_id is not None, self.external_id or "")

@@ -4,45 +4,80 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import gzip
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+import re
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aioboto3
 import aiohttp
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    FlexibleChecksumError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ResponseStreamingError,
+)
 
+from s3store._cache import BodyCache
+from s3store._tuning import tune_client
 from s3store.errors import (
     AccessDeniedError,
     BucketNotFoundError,
     ConfigurationError,
+    CorruptSessionError,
     SessionStoreError,
     StorageError,
 )
 from s3store.keys import parse_key
 from s3store.models import AgentSession, SessionId
-from s3store.store import Concurrency, S, SessionStore, StoredObject, conflict
+from s3store.store import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_SESSION_BYTES,
+    Concurrency,
+    S,
+    SessionStore,
+    StoredObject,
+    conflict,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_CONFIG", "ENV_BUCKET", "ENV_PREFIX", "Purged", "S3SessionStore", "SessionInfo"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ENV_BUCKET",
+    "ENV_KMS_KEY_ID",
+    "ENV_PREFIX",
+    "Purged",
+    "S3SessionStore",
+    "SessionInfo",
+]
 
 ENV_BUCKET = "S3STORE_BUCKET"
 """The environment variable `S3SessionStore.from_env()` reads the bucket name from."""
 ENV_PREFIX = "S3STORE_PREFIX"
 """The environment variable `S3SessionStore.from_env()` reads the key prefix from."""
+ENV_KMS_KEY_ID = "S3STORE_KMS_KEY_ID"
+"""The environment variable `S3SessionStore.from_env()` reads the SSE-KMS key from."""
 
 DEFAULT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=5,
-    read_timeout=15,
+    # Sized for Lambda: a dead connection fails fast and is retried well
+    # within a function's timeout, instead of hanging until it.
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=2,
+    read_timeout=10,
+    # botocore's pool of 10 would cap the bulk methods' concurrency (and throughput).
+    max_pool_connections=DEFAULT_CONCURRENCY,
 )
 """The client settings a store starts from; a `config` passed to the store is merged over it."""
 
@@ -57,7 +92,22 @@ _ACCESS_DENIED_CODES = frozenset(
         "KMS.AccessDeniedException",
     }
 )
+_DELETE_BATCH = 1000
+"""The most keys one DeleteObjects request takes."""
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_NO_CREDENTIALS = (
+    "no AWS credentials were found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or run under a role that provides them"
+)
+# Bucket names as S3 allows them (or an access point ARN, checked by S3 itself).
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|arn:.+")
+# A body that arrived cut short or altered: read it again rather than trust it.
+_DAMAGED_BODY = (
+    FlexibleChecksumError,
+    IncompleteReadError,
+    ResponseStreamingError,
+    aiohttp.ClientPayloadError,
+)
 
 
 @dataclass(frozen=True)
@@ -105,14 +155,57 @@ class S3SessionStore(SessionStore[S]):
         config: Config | None = None,
         model: type[S] = AgentSession,  # type: ignore[assignment]
         concurrency: Concurrency = "optimistic",
+        cache_bytes: int = 0,
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+        max_attempts: int = 4,
+        gzip_above_bytes: int | None = None,
+        kms_key_id: str | None = None,
+        kms_bucket_key: bool = True,
+        expected_bucket_owner: str | None = None,
     ) -> None:
-        super().__init__(prefix=prefix, model=model, concurrency=concurrency)
+        super().__init__(
+            prefix=prefix,
+            model=model,
+            concurrency=concurrency,
+            max_session_bytes=max_session_bytes,
+        )
+        if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+            raise ConfigurationError(
+                f"{bucket!r} is not a valid S3 bucket name: use 3 to 63 lower-case letters, "
+                "digits, dots and hyphens, starting and ending with a letter or digit",
+                bucket=bucket,
+            )
+        if expected_bucket_owner is not None and not re.fullmatch(r"\d{12}", expected_bucket_owner):
+            raise ConfigurationError(
+                f"expected_bucket_owner must be a 12-digit AWS account id, not "
+                f"{expected_bucket_owner!r}",
+                bucket=bucket,
+            )
+        if max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
         self.bucket = bucket
+        self._max_attempts = max_attempts
+        self._gzip_above_bytes = gzip_above_bytes
+        self._expected_bucket_owner = expected_bucket_owner
+        # Sent with every PutObject, so a bucket policy that requires SSE-KMS accepts it.
+        self._encryption: dict[str, Any] = (
+            {
+                "ServerSideEncryption": "aws:kms",
+                "SSEKMSKeyId": kms_key_id,
+                "BucketKeyEnabled": kms_bucket_key,
+            }
+            if kms_key_id
+            else {}
+        )
+        # Opt-in: only a long-lived process (a warm Lambda container) gains from it.
+        self._cache = BodyCache(cache_bytes) if cache_bytes else None
         self._session = session or aioboto3.Session()
         self._client_options: dict[str, Any] = {
             "endpoint_url": endpoint_url,
             "region_name": region_name,
-            "config": DEFAULT_CONFIG.merge(config) if config else DEFAULT_CONFIG,
+            "config": DEFAULT_CONFIG.merge(
+                Config(retries={"mode": "standard", "max_attempts": max_attempts})
+            ).merge(config or Config()),
         }
         self._client: S3Client | None = None
         self._client_context: Any = None
@@ -123,7 +216,8 @@ class S3SessionStore(SessionStore[S]):
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
         """A store configured by the environment, as the Terraform module's outputs set it.
 
-        Reads `S3STORE_BUCKET` (required) and `S3STORE_PREFIX` (default `sessions/`).
+        Reads `S3STORE_BUCKET` (required), `S3STORE_PREFIX` (default `sessions/`)
+        and `S3STORE_KMS_KEY_ID` (optional: SSE-KMS with that key on every save).
         The endpoint, region and credentials come from AWS's own variables
         (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, ...). Keyword options
         are passed on to the constructor and win over the environment.
@@ -136,6 +230,8 @@ class S3SessionStore(SessionStore[S]):
                 "module's `environment` output gives every variable to set)"
             )
         options.setdefault("prefix", env.get(ENV_PREFIX, "sessions/"))
+        if env.get(ENV_KMS_KEY_ID):
+            options.setdefault("kms_key_id", env[ENV_KMS_KEY_ID])
         return cls(bucket, **options)
 
     def __repr__(self) -> str:
@@ -168,8 +264,18 @@ class S3SessionStore(SessionStore[S]):
             # That loop ended without closing us; its connections ended with it.
             self._forget_client()
         if self._client is None:
+            # aioboto3 returns aiobotocore's coroutine here; its stubs say otherwise.
+            credentials = cast(Awaitable[object], self._session.get_credentials())
+            if await credentials is None:
+                raise ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket)
             self._client_context = self._session.client("s3", **self._client_options)
             self._client = await self._client_context.__aenter__()
+            tune_client(self._client)
+            if self._expected_bucket_owner is not None:
+                # On every request that takes it, paginated ones included.
+                self._client.meta.events.register(
+                    "before-parameter-build.s3", self._add_expected_bucket_owner
+                )
             self._loop = loop
         self._depth += 1
 
@@ -182,6 +288,10 @@ class S3SessionStore(SessionStore[S]):
             context = self._client_context
             self._forget_client()
             await context.__aexit__(None, None, None)
+
+    def _add_expected_bucket_owner(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if "ExpectedBucketOwner" in model.input_shape.members:
+            params.setdefault("ExpectedBucketOwner", self._expected_bucket_owner)
 
     def _forget_client(self) -> None:
         self._client = self._client_context = self._loop = None
@@ -199,39 +309,98 @@ class S3SessionStore(SessionStore[S]):
     # -- the four primitives ---------------------------------------------------
 
     async def _get(self, key: str) -> StoredObject | None:
+        # botocore retries a failed request, but not a body that arrives damaged
+        # after the response began: that is read again here.
+        for _ in range(self._max_attempts):
+            try:
+                return await self._get_once(key)
+            except _DAMAGED_BODY as exc:
+                damage = exc
+        raise CorruptSessionError(
+            f"S3 sent a truncated or altered body in each of {self._max_attempts} reads "
+            f"({damage}); nothing was loaded. If it persists, inspect the object",
+            raw=b"",
+            bucket=self.bucket,
+            key=key,
+        )
+
+    async def _get_once(self, key: str) -> StoredObject | None:
         client = self._open_client()
         with self._errors("GetObject", key):
+            cached = self._cache.get(key) if self._cache is not None else None
+            unless: dict[str, Any] = {} if cached is None else {"IfNoneMatch": cached.version}
             try:
-                response = await client.get_object(Bucket=self.bucket, Key=key)
+                response = await client.get_object(
+                    Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **unless
+                )
             except ClientError as exc:
+                if cached is not None and _code(exc) == "304":
+                    return cached
                 if _code(exc) == "NoSuchKey":
+                    self._uncache(key)
                     return None
                 raise
             async with response["Body"] as stream:
+                if response["ContentLength"] > self.max_session_bytes:
+                    raise self._too_large(
+                        f"stored object is {response['ContentLength']:,} bytes", key
+                    )
                 body = await stream.read()
-        return StoredObject(body, response["ETag"])
+        body = self._decompressed(body, response.get("ContentEncoding"), key)
+        stored = StoredObject(body, response["ETag"])
+        if self._cache is not None:
+            self._cache.put(key, stored)
+        return stored
+
+    def _decompressed(self, body: bytes, encoding: str | None, key: str) -> bytes:
+        if encoding != "gzip":
+            return body
+        inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        try:
+            # Bounded, so that a small object cannot inflate past the memory limit.
+            data = inflate.decompress(body, self.max_session_bytes + 1)
+        except zlib.error as exc:
+            raise self._corrupt(f"is not valid gzip ({exc})", body, key) from None
+        if len(data) > self.max_session_bytes:
+            raise self._too_large("stored session is larger once decompressed", key)
+        if not inflate.eof:
+            raise self._corrupt("is a truncated gzip stream", body, key)
+        return data
 
     async def _put(self, key: str, body: bytes, *, if_match: str | None, if_absent: bool) -> str:
         client = self._open_client()
-        conditions: dict[str, Any] = {}
+        options: dict[str, Any] = dict(self._encryption)
         if if_match is not None:
-            conditions["IfMatch"] = if_match
+            options["IfMatch"] = if_match
         if if_absent:
-            conditions["IfNoneMatch"] = "*"
+            options["IfNoneMatch"] = "*"
+        payload = body
+        if self._gzip_above_bytes is not None and len(body) > self._gzip_above_bytes:
+            payload = gzip.compress(body, mtime=0)  # mtime=0: the same session, the same bytes
+            options["ContentEncoding"] = "gzip"
         with self._errors("PutObject", key):
             try:
                 response = await client.put_object(
                     Bucket=self.bucket,
                     Key=key,
-                    Body=body,
+                    Body=payload,
                     ContentType="application/json",
-                    **conditions,
+                    ChecksumAlgorithm="SHA256",  # S3 verifies it, and stores it for loads
+                    **options,
                 )
             except ClientError as exc:
                 # S3 answers If-Match on a deleted object with 404: a conflict too.
                 if if_match is not None and _code(exc) == "NoSuchKey":
                     raise conflict(bucket=self.bucket, key=key) from None
+                if _is_conflict(exc) and _retried(exc):
+                    # An earlier attempt may have landed before its answer was lost;
+                    # the retry then conflicts with our own write. Same bytes: done.
+                    stored = await self._get(key)
+                    if stored is not None and stored.body == body:
+                        return stored.version
                 raise
+        if self._cache is not None:
+            self._cache.put(key, StoredObject(body, response["ETag"]))
         return response["ETag"]
 
     async def _list_keys(self) -> builtins.list[str]:
@@ -249,8 +418,75 @@ class S3SessionStore(SessionStore[S]):
 
     async def _delete(self, key: str) -> None:
         client = self._open_client()
+        self._uncache(key)
         with self._errors("DeleteObject", key):
             await client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _uncache(self, key: str) -> None:
+        if self._cache is not None:
+            self._cache.evict(key)
+
+    # -- bulk -------------------------------------------------------------------
+
+    def _default_concurrency(self) -> int:
+        pool = self._client_options["config"].max_pool_connections
+        return int(pool) if pool else DEFAULT_CONCURRENCY
+
+    async def delete_many(
+        self, session_ids: Iterable[SessionId], *, concurrency: int | None = None
+    ) -> None:
+        """Delete many sessions with DeleteObjects, 1,000 keys a request.
+
+        At most `concurrency` requests are in flight. Absent sessions are not an
+        error. Keys S3 could not delete, and every key of a request that failed
+        as a whole, are raised together in one `BulkOperationError`; every other
+        key is deleted.
+        """
+        ids = builtins.list(dict.fromkeys(session_ids))
+        id_of = {self._key(session_id): session_id for session_id in ids}
+        keys = builtins.list(id_of)
+        batches = [
+            keys[start : start + _DELETE_BATCH] for start in range(0, len(keys), _DELETE_BATCH)
+        ]
+        errors: dict[SessionId, SessionStoreError] = {}
+        client = self._open_client()
+
+        async def delete_batch(number: int) -> None:
+            batch = batches[number]
+            for key in batch:
+                self._uncache(key)
+            try:
+                with self._errors("DeleteObjects", None):
+                    response = await client.delete_objects(
+                        Bucket=self.bucket,
+                        Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+                    )
+            except SessionStoreError as exc:
+                errors.update((id_of[key], exc) for key in batch)
+                return
+            for failure in response.get("Errors", ()):
+                key = failure.get("Key", "")
+                if key in id_of:
+                    error: Any = {
+                        "Code": failure.get("Code", ""),
+                        "Message": failure.get("Message", ""),
+                    }
+                    errors[id_of[key]] = cast(
+                        SessionStoreError,
+                        self._client_error(
+                            ClientError({"Error": error}, "DeleteObjects"), "DeleteObjects", key
+                        ),
+                    )
+
+        semaphore = asyncio.Semaphore(concurrency or self._default_concurrency())
+
+        async def bounded(number: int) -> None:
+            async with semaphore:
+                await delete_batch(number)
+
+        await asyncio.gather(*(bounded(number) for number in range(len(batches))))
+        if errors:
+            raise self._bulk_error("delete_many", ids, errors)
 
     # -- for operators --------------------------------------------------------
 
@@ -337,15 +573,12 @@ class S3SessionStore(SessionStore[S]):
         except ClientError as exc:
             raise self._client_error(exc, operation, key) from exc
         except NoCredentialsError as exc:
-            raise AccessDeniedError(
-                "no AWS credentials were found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or run under a role that provides them",
-                bucket=self.bucket,
-                key=key,
-            ) from exc
+            raise ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket, key=key) from exc
         except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # botocore retries connection failures and timeouts up to max_attempts.
             raise StorageError(
-                f"{operation} failed: {exc or type(exc).__name__}",
+                f"{operation} failed after up to {self._max_attempts} attempts: "
+                f"{exc or type(exc).__name__}",
                 operation=operation,
                 bucket=self.bucket,
                 key=key,
@@ -368,7 +601,7 @@ class S3SessionStore(SessionStore[S]):
                 bucket=self.bucket,
                 key=key,
             )
-        if key is not None and (code in _CONFLICT_CODES or status in (409, 412)):
+        if key is not None and _is_conflict(exc):
             return conflict(bucket=self.bucket, key=key)
         attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
         message = exc.response.get("Error", {}).get("Message", "")
@@ -383,3 +616,12 @@ class S3SessionStore(SessionStore[S]):
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_conflict(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return _code(exc) in _CONFLICT_CODES or status in (409, 412)
+
+
+def _retried(exc: ClientError) -> bool:
+    return bool(exc.response.get("ResponseMetadata", {}).get("RetryAttempts"))

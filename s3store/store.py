@@ -28,11 +28,19 @@ from s3store.errors import (
     InvalidSessionIdError,
     SessionConflictError,
     SessionStoreError,
+    SessionTooLargeError,
 )
 from s3store.keys import normalize_prefix, parse_key, session_key
 from s3store.models import AgentSession, SessionId
 
-__all__ = ["Concurrency", "InMemorySessionStore", "SessionStore", "StoredObject"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_SESSION_BYTES",
+    "Concurrency",
+    "InMemorySessionStore",
+    "SessionStore",
+    "StoredObject",
+]
 
 logger = logging.getLogger("s3store")
 
@@ -40,6 +48,12 @@ S = TypeVar("S", bound=BaseModel, default=AgentSession)
 
 DEFAULT_CONCURRENCY = 64
 """Requests a bulk method keeps in flight when not told otherwise (S3: the pool size)."""
+
+DEFAULT_MAX_SESSION_BYTES = 8 * 1024 * 1024
+"""The largest session a store saves or loads by default: 8 MiB of JSON.
+
+Parsed, such a session takes several times that in memory, which still fits a
+512 MB Lambda function with room to work; raise it where memory allows."""
 
 Concurrency = Literal["optimistic", "last-writer-wins"]
 """`optimistic` (the default): a save never overwrites a version it did not see.
@@ -106,6 +120,7 @@ class SessionStore(ABC, Generic[S]):
         prefix: str = "sessions/",
         model: type[S] = AgentSession,  # type: ignore[assignment]
         concurrency: Concurrency = "optimistic",
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
     ) -> None:
         if "id" not in model.model_fields:
             raise TypeError(f"{model.__name__} has no `id` field: a session model needs one")
@@ -116,6 +131,7 @@ class SessionStore(ABC, Generic[S]):
         self.prefix = normalize_prefix(prefix)
         self.model = model
         self.concurrency: Concurrency = concurrency
+        self.max_session_bytes = max_session_bytes
         self._adapter = TypeAdapter(model)
         self._seen = _SeenVersions()
 
@@ -177,9 +193,7 @@ class SessionStore(ABC, Generic[S]):
             raise self._bulk_error("load_many", ids, errors, ordered)
         return ordered
 
-    async def save_many(
-        self, sessions: Iterable[S], *, concurrency: int | None = None
-    ) -> None:
+    async def save_many(self, sessions: Iterable[S], *, concurrency: int | None = None) -> None:
         """Save many sessions, each as `save()` would, at most `concurrency` at a time.
 
         Each save is conditional as `save()`'s is (see the class docs). If any
@@ -354,9 +368,12 @@ class SessionStore(ABC, Generic[S]):
 
     async def _save(self, session: S, key: str, seen_version: str | None) -> None:
         optimistic = self.concurrency == "optimistic"
+        body = self._encode(session)
+        if len(body) > self.max_session_bytes:
+            raise self._too_large(f"session is {len(body):,} bytes as JSON", key)
         version = await self._put(
             key,
-            self._encode(session),
+            body,
             if_match=seen_version if optimistic else None,
             if_absent=optimistic and seen_version is None,
         )
@@ -372,6 +389,14 @@ class SessionStore(ABC, Generic[S]):
                 f"holds session {getattr(session, 'id', None)}, not {session_id}", body, key
             )
         return session
+
+    def _too_large(self, what: str, key: str) -> SessionTooLargeError:
+        return SessionTooLargeError(
+            f"the {what}, over this store's max_session_bytes of {self.max_session_bytes:,}: "
+            "trim the session (old messages, inline images) or raise max_session_bytes",
+            bucket=self._bucket_name(),
+            key=key,
+        )
 
     def _corrupt(self, problem: str, body: bytes, key: str) -> CorruptSessionError:
         return CorruptSessionError(
@@ -401,8 +426,14 @@ class InMemorySessionStore(SessionStore[S]):
         prefix: str = "sessions/",
         model: type[S] = AgentSession,  # type: ignore[assignment]
         concurrency: Concurrency = "optimistic",
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
     ) -> None:
-        super().__init__(prefix=prefix, model=model, concurrency=concurrency)
+        super().__init__(
+            prefix=prefix,
+            model=model,
+            concurrency=concurrency,
+            max_session_bytes=max_session_bytes,
+        )
         self._objects: dict[str, StoredObject] = {}
 
     def peer(self) -> InMemorySessionStore[S]:
@@ -412,7 +443,10 @@ class InMemorySessionStore(SessionStore[S]):
         so two peers stand for two concurrent Lambda invocations in a unit test.
         """
         peer = InMemorySessionStore(
-            prefix=self.prefix, model=self.model, concurrency=self.concurrency
+            prefix=self.prefix,
+            model=self.model,
+            concurrency=self.concurrency,
+            max_session_bytes=self.max_session_bytes,
         )
         peer._objects = self._objects
         return peer

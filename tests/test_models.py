@@ -149,5 +149,7 @@ def test_session_id_is_immutable_hashable_and_ordered() -> None:
 
 @pytest.mark.parametrize("value", [-1, 2**64, True, 1.5, "1"])
 def test_session_id_number_is_an_unsigned_64_bit_integer(value: object) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidSessionIdError, match="2\\*\\*64-1"):
         SessionId(value)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):  # inside a session's JSON: the session is invalid
+        SessionId.model_validate({"id": value})

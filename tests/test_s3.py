@@ -213,9 +213,9 @@ async def test_nested_opens_share_one_client(moto_url: str, bucket: str) -> None
 
 
 def test_from_env_reads_bucket_and_prefix() -> None:
-    store = S3SessionStore.from_env({"S3STORE_BUCKET": "b1", "S3STORE_PREFIX": "agents"})
-    assert (store.bucket, store.prefix) == ("b1", "agents/")
-    assert S3SessionStore.from_env({"S3STORE_BUCKET": "b1"}).prefix == "sessions/"
+    store = S3SessionStore.from_env({"S3STORE_BUCKET": "bucket-1", "S3STORE_PREFIX": "agents"})
+    assert (store.bucket, store.prefix) == ("bucket-1", "agents/")
+    assert S3SessionStore.from_env({"S3STORE_BUCKET": "bucket-1"}).prefix == "sessions/"
     with pytest.raises(ConfigurationError, match="S3STORE_BUCKET"):
         S3SessionStore.from_env({})
 
