@@ -87,7 +87,8 @@ def servers(latency: float = LATENCY) -> Iterator[Servers]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     try:
         line = process.stdout.readline()
         if not line:
@@ -122,7 +123,9 @@ def _turn(turn: int) -> list[Any]:
     return [
         UserMessage(content=f"Question {turn}: what does the log say about the failing job?"),
         AssistantMessage(
-            tool_calls=[ToolCall(id=call, name="read_log", arguments='{"job": "nightly", "n": 200}')]
+            tool_calls=[
+                ToolCall(id=call, name="read_log", arguments='{"job": "nightly", "n": 200}')
+            ]
         ),
         ToolMessage(tool_call_id=call, content="2026-11-24 03:00:01 step 4 failed: " + "x" * 120),
         AssistantMessage(content="The nightly job fails at step 4 because the disk is full. " * 2),
@@ -136,9 +139,9 @@ def turn_messages(turn: int) -> list[Any]:
 
 def session_of_size(number: int, size: int) -> AgentSession:
     """A session whose JSON is about `size` bytes."""
-    per_message = len(
-        AgentSession(chat_messages=_turn(0)).model_dump_json().encode()
-    ) / len(_turn(0))
+    per_message = len(AgentSession(chat_messages=_turn(0)).model_dump_json().encode()) / len(
+        _turn(0)
+    )
     return make_session(number, max(1, int(size / per_message)))
 
 

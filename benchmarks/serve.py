@@ -78,7 +78,9 @@ class FakeS3:
         return _response(200, headers, b"" if method == "HEAD" else data, len(data))
 
 
-def _response(status: int, headers: dict[str, str], body: bytes, length: int | None = None) -> bytes:
+def _response(
+    status: int, headers: dict[str, str], body: bytes, length: int | None = None
+) -> bytes:
     reason = {200: "OK", 204: "No Content", 404: "Not Found"}[status]
     lines = [f"HTTP/1.1 {status} {reason}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -96,7 +98,9 @@ def latency_proxy(upstream_port: int, delay: float) -> Handler:
     pays it twice, as it would on a real network.
     """
 
-    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def relay(
+        client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()

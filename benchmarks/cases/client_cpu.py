@@ -21,7 +21,9 @@ from s3store import S3SessionStore
 MESSAGES = 8  # a small session (~2 KB): the request, not the payload, dominates
 
 
-async def _cpu_per_op(batches: list[Callable[[], Awaitable[None]]], ops: int, rounds: int) -> list[float]:
+async def _cpu_per_op(
+    batches: list[Callable[[], Awaitable[None]]], ops: int, rounds: int
+) -> list[float]:
     """Median CPU seconds per operation of each batch; batches alternate to share any drift."""
     samples: list[list[float]] = [[] for _ in batches]
     for _ in range(rounds):
@@ -54,7 +56,7 @@ async def run(servers: Servers, options: Options) -> list[Result]:
                 await store.load(session.id)  # type: ignore[arg-type]
 
         async def raw_put() -> None:
-            for key, body in zip(keys, bodies):
+            for key, body in zip(keys, bodies, strict=True):
                 await client.put_object(
                     Bucket=bucket, Key=key, Body=body, ContentType="application/json"
                 )
@@ -73,7 +75,7 @@ async def run(servers: Servers, options: Options) -> list[Result]:
         per_call_ops = options.pick(10, 40)
 
         async def client_per_call_put() -> None:
-            for key, body in zip(keys[:per_call_ops], bodies):
+            for key, body in zip(keys[:per_call_ops], bodies, strict=False):
                 async with aws.client("s3", endpoint_url=servers.fake, region_name=REGION) as own:
                     await own.put_object(Bucket=bucket, Key=key, Body=body)
 
@@ -89,7 +91,7 @@ async def run(servers: Servers, options: Options) -> list[Result]:
     )
 
     async def obstore_put() -> None:
-        for key, body in zip(keys, bodies):
+        for key, body in zip(keys, bodies, strict=True):
             await obstore.put_async(obs, key, body)
 
     async def obstore_get() -> None:
