@@ -286,8 +286,8 @@ def _info_json(info: SessionInfo) -> dict[str, Any]:
     }
 
 
-def listing_table(infos: list[SessionInfo], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+def listing_table(infos: list[SessionInfo]) -> Table:
+    table = Table()
     table.add_column("id", style="cyan")
     table.add_column("size", justify="right")
     table.add_column("last modified")
@@ -582,8 +582,9 @@ def ls_command(
         return
     if interactive():
         total = decimal(sum(info.size for info in page))
-        title = f"{connection}: {len(page)} session(s), {total}"
-        console().print(listing_table(page, title))
+        screen = console()
+        screen.print(f"{connection}: {len(page)} session(s), {total}")
+        screen.print(listing_table(page))
     else:
         _print_rows((info.session_id, info.size, info.last_modified.isoformat()) for info in page)
     if following is not None:
@@ -787,12 +788,12 @@ def export_command(connection: Connection, file: str, concurrency: int, as_json:
 
 @cli.command("import")
 @connection_options
-@click.argument("file", metavar="FILE.jsonl", type=click.File("rb", lazy=False), default="-")
+@click.argument("file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--overwrite", is_flag=True, help="Replace sessions that exist with other content.")
 @_CONCURRENCY
 @json_option
 def import_command(
-    connection: Connection, file: IO[bytes], overwrite: bool, concurrency: int, as_json: bool
+    connection: Connection, file: str, overwrite: bool, concurrency: int, as_json: bool
 ) -> None:
     """Write each session of FILE.jsonl (`-` for stdin) back, byte for byte.
 
@@ -800,7 +801,11 @@ def import_command(
     sessions are kept unless --overwrite; with the same content they count as
     unchanged.
     """
-    sessions = read_export(file, click.format_filename(file.name))
+    if file == "-":
+        sessions = read_export(sys.stdin.buffer, "stdin")
+    else:
+        with open(file, "rb") as lines:
+            sessions = read_export(lines, file)
 
     async def restore() -> ImportResult:
         async with connection.store(pool=concurrency) as store:

@@ -465,7 +465,8 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
 
     out.print("[dim]$ s3store ls[/]")
     infos = run(lambda store: store.list_info())
-    out.print(listing_table(infos, f"{connection}: {len(infos)} session(s)"))
+    out.print(f"{connection}: {len(infos)} session(s)")
+    out.print(listing_table(infos))
 
     shown = USERS["carol"]
     out.print(f"\n[dim]$ s3store show {shown}[/]")
@@ -494,7 +495,8 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
     )
     out.print("\n[dim]$ s3store ls[/]")
     infos = run(lambda store: store.list_info())
-    out.print(listing_table(infos, f"{connection}: {len(infos)} session(s)"))
+    out.print(f"{connection}: {len(infos)} session(s)")
+    out.print(listing_table(infos))
 
     if not connection.embedded and not keep:
 

@@ -34,6 +34,9 @@ class LocalS3:
     Enabled, SSE-KMS with a bucket key under a rotating customer key, every
     public access block on and object ownership enforced. Only the TLS-only
     bucket policy is left out: the server speaks plain HTTP on loopback.
+
+    moto keeps its buckets per process, not per server: two servers started in
+    one process see the same buckets, and stopping one does not empty them.
     """
 
     def __init__(self, bucket: str = DEFAULT_BUCKET, *, port: int = 0) -> None:

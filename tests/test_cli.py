@@ -1,0 +1,522 @@
+"""The `s3store` command against the moto server: every command, exit codes, output modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import s3store.cli
+from s3store import (
+    AgentSession,
+    AssistantMessage,
+    S3SessionStore,
+    SessionId,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from s3store.cli import cli
+from s3store.keys import session_key
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+# Ids whose keys need percent-encoding, and ones that sort differently as keys than as numbers.
+IDS = [SessionId(1, "alice"), SessionId(10), SessionId(2, "a/b (c)%"), SessionId(3, "ünï")]
+
+
+def conversation(session_id: SessionId, turns: int = 1) -> AgentSession:
+    session = AgentSession(id=session_id, chat_messages=[SystemMessage(content="be brief")])
+    for turn in range(turns):
+        call = ToolCall(id=f"c{turn}", name="search", arguments='{"q": "s3"}')
+        session.chat_messages += [
+            UserMessage(content=f"question {turn}"),
+            AssistantMessage(tool_calls=[call]),
+            ToolMessage(tool_call_id=call.id, content="found"),
+            AssistantMessage(content="answer"),
+        ]
+    session.total_tool_calls = turns
+    return session
+
+
+async def invoke(*args: str, env: dict[str, str | None] | None = None, **kwargs: Any) -> Result:
+    """Run the command in a thread: it calls asyncio.run(), which needs a thread with no loop."""
+    runner = CliRunner()
+    return await asyncio.to_thread(runner.invoke, cli, list(args), env=env, **kwargs)
+
+
+def run_command(*args: str, env: dict[str, str | None]) -> subprocess.CompletedProcess[str]:
+    """Run `python -m s3store` in a process of its own.
+
+    moto's buckets are shared by every server in one process, so a command that
+    starts an embedded server runs apart from the suite's server.
+    """
+    environ = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "s3store", *args],
+        env={name: value for name, value in environ.items() if value is not None},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+NO_BUCKET: dict[str, str | None] = {"S3STORE_BUCKET": None, "AWS_ENDPOINT_URL": None}
+
+
+@pytest.fixture
+def env(moto_url: str, bucket: str) -> dict[str, str | None]:
+    return {"S3STORE_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_url, "S3STORE_PREFIX": None}
+
+
+@pytest.fixture
+async def seeded(s3_store: S3SessionStore) -> list[SessionId]:
+    for number, session_id in enumerate(IDS, 1):
+        await s3_store.save(conversation(session_id, turns=number))
+    return IDS
+
+
+@pytest.fixture
+async def versioned(s3: S3Client, bucket: str) -> str:
+    await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+async def raw_objects(s3: S3Client, bucket: str) -> dict[str, bytes]:
+    listing = await s3.list_objects_v2(Bucket=bucket)
+    objects = {}
+    for item in listing.get("Contents", ()):
+        response = await s3.get_object(Bucket=bucket, Key=item["Key"])
+        async with response["Body"] as body:
+            objects[item["Key"]] = await body.read()
+    return objects
+
+
+def one_line_error(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("s3store: ")
+    return lines[0]
+
+
+# -- ls ------------------------------------------------------------------------------
+
+
+async def test_ls_prints_tab_separated_lines_when_piped(
+    env: dict[str, str | None], seeded: list[SessionId], s3: S3Client, bucket: str
+) -> None:
+    result = await invoke("ls", env=env)
+
+    assert result.exit_code == 0, result.output
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    sizes = {
+        item["Key"]: item["Size"] for item in (await s3.list_objects_v2(Bucket=bucket))["Contents"]
+    }
+    in_key_order = sorted(seeded, key=lambda session_id: session_key("sessions/", session_id))
+    assert [SessionId.parse(row[0]) for row in rows] == in_key_order
+    assert [int(row[1]) for row in rows] == [
+        sizes[session_key("sessions/", session_id)] for session_id in in_key_order
+    ]
+    assert "\x1b[" not in result.output
+    assert "─" not in result.output
+
+
+async def test_ls_json_pages_with_limit_and_after(
+    env: dict[str, str | None], seeded: list[SessionId]
+) -> None:
+    first = json.loads((await invoke("ls", "--json", "--limit", "3", env=env)).stdout)
+    assert len(first["sessions"]) == 3
+    assert first["next"] == first["sessions"][-1]["id"]
+
+    rest = json.loads((await invoke("ls", "--json", "--after", first["next"], env=env)).stdout)
+    assert rest["next"] is None
+    listed = [SessionId.parse(item["id"]) for item in first["sessions"] + rest["sessions"]]
+    assert sorted(listed) == sorted(seeded)
+    assert len(listed) == len(seeded)
+    assert {"key", "size", "last_modified", "etag"} <= set(rest["sessions"][0])
+
+
+async def test_ls_on_a_terminal_draws_a_table(
+    env: dict[str, str | None], seeded: list[SessionId], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3store.cli, "interactive", lambda: True)
+
+    result = await invoke("ls", "--limit", "1", env=env)
+
+    assert result.exit_code == 0
+    assert "1 session(s)" in result.stdout
+    assert "┃ id" in result.stdout
+    assert "more sessions follow: s3store ls --after" in result.stderr
+
+
+# -- show ----------------------------------------------------------------------------
+
+
+async def test_show_summarizes_messages_tool_calls_and_version(
+    env: dict[str, str | None], versioned: str, s3_store: S3SessionStore, s3: S3Client
+) -> None:
+    session_id = SessionId(7, "user-7")
+    await s3_store.save(conversation(session_id, turns=2))
+    head = await s3.head_object(Bucket=versioned, Key=s3_store._key(session_id))
+
+    result = await invoke("show", "7(user-7)", env=env)
+
+    assert result.exit_code == 0, result.output
+    fields = dict(line.split("\t", 1) for line in result.stdout.splitlines())
+    assert fields["id"] == "7(user-7)"
+    assert fields["messages"] == "9"
+    assert fields["messages_by_role.system"] == "1"
+    assert fields["messages_by_role.user"] == "2"
+    assert fields["messages_by_role.assistant"] == "4"
+    assert fields["messages_by_role.tool"] == "2"
+    assert fields["tool_calls"] == "2"
+    assert fields["tool_calls_by_name.search"] == "2"
+    assert fields["size"] == str(head["ContentLength"])
+    assert fields["version_id"] == head["VersionId"]
+
+
+async def test_show_json_prints_the_stored_object_byte_for_byte(
+    env: dict[str, str | None], seeded: list[SessionId], s3: S3Client, bucket: str
+) -> None:
+    raw = await raw_objects(s3, bucket)
+
+    result = await invoke("show", "--json", str(seeded[2]), env=env)
+
+    assert result.exit_code == 0
+    assert result.stdout_bytes == raw[S3SessionStore(bucket)._key(seeded[2])] + b"\n"
+    assert SessionId(**json.loads(result.stdout)["id"]) == seeded[2]
+
+
+async def test_show_of_a_missing_session_exits_1(env: dict[str, str | None], bucket: str) -> None:
+    result = await invoke("show", "404", env=env)
+
+    assert result.exit_code == 1
+    assert "no session 404" in one_line_error(result)
+    assert "s3store ls" in result.stderr
+
+
+# -- rm and purge --------------------------------------------------------------------
+
+
+async def test_rm_leaves_versions_that_purge_erases(
+    env: dict[str, str | None], versioned: str, s3_store: S3SessionStore, s3: S3Client
+) -> None:
+    session_id = SessionId(5, "erase-me")
+    key = s3_store._key(session_id)
+    for turns in (1, 2, 3):
+        await s3_store.update(session_id, lambda _, t=turns: conversation(session_id, t))
+
+    removed = await invoke("rm", "--json", str(session_id), env=env)
+
+    assert removed.exit_code == 0, removed.output
+    assert json.loads(removed.stdout) == {
+        "deleted": "5(erase-me)",
+        "key": key,
+        "versions_kept": True,
+    }
+    assert "s3store purge 5(erase-me)" in removed.stderr
+    assert await s3_store.load(session_id) is None
+    versions = await s3.list_object_versions(Bucket=versioned, Prefix=key)
+    assert len(versions["Versions"]) == 3
+
+    purged = await invoke("purge", "--json", str(session_id), env=env)
+
+    assert purged.exit_code == 0, purged.output
+    assert json.loads(purged.stdout) == {
+        "purged": "5(erase-me)",
+        "versions": 3,
+        "delete_markers": 1,
+    }
+    versions = await s3.list_object_versions(Bucket=versioned, Prefix=key)
+    assert "Versions" not in versions
+    assert "DeleteMarkers" not in versions
+
+
+async def test_rm_and_purge_of_a_missing_session_exit_1(
+    env: dict[str, str | None], bucket: str
+) -> None:
+    for command in ("rm", "purge"):
+        result = await invoke(command, "12(nobody)", env=env)
+        assert result.exit_code == 1, command
+        assert "no session 12(nobody)" in one_line_error(result)
+
+
+async def test_plain_rm_and_purge_print_one_line(
+    env: dict[str, str | None], seeded: list[SessionId], s3_store: S3SessionStore
+) -> None:
+    removed = await invoke("rm", "10", env=env)
+    purged = await invoke("purge", "1(alice)", env=env)
+
+    assert removed.stdout.split("\t") == ["deleted", "10", "sessions/10.json\n"]
+    assert purged.stdout == "purged\t1(alice)\t1\t0\n"
+    assert await s3_store.list() == [SessionId(2, "a/b (c)%"), SessionId(3, "ünï")]
+
+
+# -- stats ---------------------------------------------------------------------------
+
+
+async def test_stats_counts_sizes_and_the_largest(
+    env: dict[str, str | None], seeded: list[SessionId], s3: S3Client, bucket: str
+) -> None:
+    sizes = {key: len(body) for key, body in (await raw_objects(s3, bucket)).items()}
+
+    report = json.loads((await invoke("stats", "--json", env=env)).stdout)
+    plain = await invoke("stats", env=env)
+
+    assert report["sessions"] == 4
+    assert report["total_bytes"] == sum(sizes.values())
+    assert report["largest"] == {"id": "3(ünï)", "size": max(sizes.values())}
+    assert report["location"] == f"s3://{bucket}/sessions/"
+    assert plain.stdout.splitlines()[:2] == ["sessions\t4", f"total_bytes\t{sum(sizes.values())}"]
+
+
+# -- export and import ---------------------------------------------------------------
+
+
+async def test_export_then_import_round_trips_every_byte(
+    env: dict[str, str | None],
+    seeded: list[SessionId],
+    s3: S3Client,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    # Written by another agent-base writer: other key order, unescaped text, unknown fields.
+    foreign = (
+        '{"chat_messages":[{"User":{"content":"olá"}}],"id":{"id":99,"external_id":null},"x":1}'
+    )
+    await s3.put_object(Bucket=bucket, Key="sessions/99.json", Body=foreign.encode())
+    before = await raw_objects(s3, bucket)
+    export = tmp_path / "sessions.jsonl"
+
+    exported = await invoke("export", str(export), "--concurrency", "2", env=env)
+
+    assert exported.exit_code == 0, exported.output
+    assert len(export.read_bytes().splitlines()) == 5
+    target = f"{bucket}-copy"
+    await s3.create_bucket(Bucket=target)
+    imported = await invoke("import", str(export), "--json", env={**env, "S3STORE_BUCKET": target})
+
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout) == {"written": 5, "unchanged": 0, "conflicts": []}
+    assert await raw_objects(s3, target) == before
+
+
+async def test_export_to_stdout_and_import_from_stdin(
+    env: dict[str, str | None], seeded: list[SessionId], s3: S3Client, bucket: str
+) -> None:
+    exported = await invoke("export", "-", env=env)
+
+    imported = await invoke(
+        "import", "-", input=exported.stdout_bytes, env={**env, "S3STORE_PREFIX": "restored/"}
+    )
+
+    assert imported.exit_code == 0, imported.output
+    raw = await raw_objects(s3, bucket)
+    originals = {key: body for key, body in raw.items() if key.startswith("sessions/")}
+    restored = {key: body for key, body in raw.items() if key.startswith("restored/")}
+    assert restored == {
+        key.replace("sessions/", "restored/", 1): body for key, body in originals.items()
+    }
+
+
+async def test_import_keeps_existing_sessions_unless_overwrite(
+    env: dict[str, str | None], seeded: list[SessionId], s3_store: S3SessionStore, tmp_path: Path
+) -> None:
+    export = tmp_path / "sessions.jsonl"
+    await invoke("export", str(export), env=env)
+    again = await invoke("import", "--json", str(export), env=env)
+    assert again.exit_code == 0
+    assert json.loads(again.stdout) == {"written": 0, "unchanged": 4, "conflicts": []}
+
+    changed = conversation(seeded[0], turns=5)
+    lines = export.read_bytes().splitlines()
+    export.write_bytes(b"\n".join([s3_store._encode(changed), *lines[1:]]) + b"\n")
+    refused = await invoke("import", str(export), env=env)
+
+    assert refused.exit_code == 3
+    assert "--overwrite" in refused.stderr.splitlines()[-1]
+    assert await s3_store.load(seeded[0]) == conversation(seeded[0], turns=1)
+
+    replaced = await invoke("import", "--overwrite", str(export), env=env)
+
+    assert replaced.exit_code == 0, replaced.output
+    assert await s3_store.load(seeded[0]) == changed
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"id": {"id": 1}}\nnot json\n', "line 2 is not a session"),
+        (b'{"chat_messages": []}\n', "line 1 has no session id"),
+        (b'{"id": {"id": 1}}\n\n{"id": {"id": 1}}\n', "session 1 twice (lines 1 and 3)"),
+    ],
+)
+async def test_import_of_a_bad_file_exits_2_and_writes_nothing(
+    env: dict[str, str | None],
+    s3_store: S3SessionStore,
+    tmp_path: Path,
+    content: bytes,
+    problem: str,
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+
+    result = await invoke("import", str(bad), env=env)
+
+    assert result.exit_code == 2
+    assert problem in one_line_error(result)
+    assert await s3_store.list() == []
+
+
+async def test_export_leaves_out_corrupt_objects_and_exits_3(
+    env: dict[str, str | None], seeded: list[SessionId], s3: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    await s3.put_object(Bucket=bucket, Key="sessions/8.json", Body=b"\x00garbage")
+    export = tmp_path / "sessions.jsonl"
+
+    result = await invoke("export", str(export), env=env)
+
+    assert result.exit_code == 3
+    assert "sessions/8.json" in result.stderr.splitlines()[-1]
+    assert len(export.read_bytes().splitlines()) == len(seeded)
+
+
+# -- errors and configuration --------------------------------------------------------
+
+
+async def test_a_missing_bucket_is_a_storage_error_in_one_line(
+    env: dict[str, str | None],
+) -> None:
+    result = await invoke("ls", "--bucket", "no-such-bucket-here", env=env)
+
+    assert result.exit_code == 3
+    assert "the bucket does not exist" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("show", "not-an-id"), ("show",), ("ls", "--limit", "0"), ("ls", "--color"), ("frobnicate",)],
+)
+async def test_usage_errors_exit_2(env: dict[str, str | None], args: tuple[str, ...]) -> None:
+    result = await invoke(*args, env=env)
+
+    assert result.exit_code == 2, result.output
+
+
+async def test_an_unknown_profile_is_a_configuration_error(env: dict[str, str | None]) -> None:
+    result = await invoke("ls", "--profile", "no-such-profile", env=env)
+
+    assert result.exit_code == 2
+    assert "no-such-profile" in one_line_error(result)
+
+
+async def test_with_no_bucket_the_command_uses_an_embedded_server() -> None:
+    result = await asyncio.to_thread(run_command, "stats", "--json", env=NO_BUCKET)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sessions"] == 0
+    assert "no bucket configured" in result.stderr
+    assert "embedded S3 server at http://127.0.0.1:" in result.stderr
+
+
+async def test_local_flag_ignores_the_configured_bucket(
+    env: dict[str, str | None], seeded: list[SessionId]
+) -> None:
+    result = await asyncio.to_thread(run_command, "ls", "--local", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "--local: using an embedded S3 server" in result.stderr
+
+
+# -- s3store local ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_server() -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "s3store", "local", "--bucket", "dev-sessions"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "S3STORE_PREFIX": "agents/"},
+    )
+    yield process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+async def test_local_serves_until_interrupted_and_prints_the_variables(
+    local_server: subprocess.Popen[str],
+) -> None:
+    assert local_server.stdout is not None
+    exports = {}
+    while "S3STORE_PREFIX" not in exports:
+        line = await asyncio.to_thread(local_server.stdout.readline)
+        assert line, "the server ended before printing its variables"
+        name, _, value = line.removeprefix("export ").strip().partition("=")
+        exports[name] = value
+    assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert exports["S3STORE_BUCKET"] == "dev-sessions"
+    assert exports["S3STORE_PREFIX"] == "agents/"
+
+    store = S3SessionStore.from_env(
+        exports, endpoint_url=exports["AWS_ENDPOINT_URL"], region_name=exports["AWS_REGION"]
+    )
+    async with store:
+        await store.save(conversation(SessionId(1)))
+        assert await store.list() == [SessionId(1)]
+    versioning = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "s3store", "ls", "--json"],
+        env={**os.environ, **exports},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(versioning.stdout)["sessions"][0]["key"] == "agents/1.json"
+
+    local_server.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(local_server.wait, 10) == 0
+
+
+# -- the demo --------------------------------------------------------------------------
+
+
+async def test_demo_runs_end_to_end_on_the_embedded_server() -> None:
+    result = await asyncio.to_thread(run_command, "demo", env=NO_BUCKET)
+
+    assert result.returncode == 0, result.stderr
+    transcript = result.stdout
+    assert "\x1b[" not in transcript
+    assert "It is 4 °C and overcast in Oslo." in transcript  # the follow-up read the history
+    assert "PutObject 412 → GetObject 200 → PutObject 200" in transcript
+    assert "attempt 2 saved" in transcript
+    assert "purged 2(bob): 2 version(s)" in transcript
+    assert "HTTP requests to S3" in transcript
+    assert "412 (1)" in transcript
+
+
+async def test_demo_on_a_configured_bucket_keeps_to_a_prefix_of_its_own(
+    env: dict[str, str | None], seeded: list[SessionId], s3: S3Client, bucket: str
+) -> None:
+    before = await raw_objects(s3, bucket)
+
+    result = await invoke("demo", env=env)
+
+    assert result.exit_code == 0, result.output
+    assert "cleaned up: purged the demo's sessions" in result.stdout
+    assert await raw_objects(s3, bucket) == before
