@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+LOCAL_STAMP := $(VENV)/.installed-local
 
 .PHONY: install test lint demo clean terraform-check
 
@@ -12,6 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+# The demo needs only the command and the embedded server: a lighter install than dev's.
+$(LOCAL_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[local]'
+	touch $(LOCAL_STAMP)
 
 install: $(STAMP)
 
@@ -26,8 +33,8 @@ lint: $(STAMP)
 terraform-check:
 	bash terraform/check.sh
 
-demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+demo: $(LOCAL_STAMP)
+	$(BIN)/s3store demo
 
 clean:
 	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

@@ -11,9 +11,11 @@ import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import aioboto3
 from botocore.session import Session as BotocoreSession
 
 from s3store.errors import ConfigurationError
+from s3store.s3 import S3SessionStore
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -83,6 +85,16 @@ class LocalS3:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+    def store(self, **options: Any) -> S3SessionStore:
+        """A store on this server's bucket; `options` go to `S3SessionStore` (prefix, ...)."""
+        key_id, secret = LOCAL_CREDENTIALS
+        session = aioboto3.Session(
+            aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=LOCAL_REGION
+        )
+        return S3SessionStore(
+            self.bucket, session=session, endpoint_url=self.endpoint_url, **options
+        )
 
     def environment(self, prefix: str) -> dict[str, str]:
         """The variables that point `S3SessionStore.from_env()` (and the CLI) at this server."""
