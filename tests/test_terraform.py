@@ -54,7 +54,7 @@ ENV_KMS_KEY_ID = "S3STORE_KMS_KEY_ID"  # read by the store once it takes a KMS k
 
 pytestmark = pytest.mark.skipif(
     shutil.which("terraform") is None,
-    reason="terraform is not on PATH: the end-to-end test of terraform/ needs Terraform >= 1.11",
+    reason="terraform is not on PATH: the end-to-end test of terraform/ needs Terraform >= 1.5",
 )
 
 # A moto server in a process of its own: prints its port, serves until stdin closes.
