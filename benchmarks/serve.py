@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import logging
+import os
+import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -48,15 +51,23 @@ class FakeS3:
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
-                writer.write(self._respond(method, unquote(urlsplit(target).path), body))
+                url = urlsplit(target)
+                writer.write(self._respond(method, unquote(url.path), url.query, body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    def _respond(self, method: str, path: str, body: bytes) -> bytes:
+    def _respond(self, method: str, path: str, query: str, body: bytes) -> bytes:
         date = formatdate(usegmt=True)
+        if method == "POST" and query.startswith("delete"):
+            # DeleteObjects in quiet mode: delete every listed key, report no errors.
+            bucket = path.rstrip("/")
+            for key in re.findall(rb"<Key>(.*?)</Key>", body):
+                self.objects.pop(f"{bucket}/{html.unescape(key.decode())}", None)
+            result = b'<?xml version="1.0" encoding="UTF-8"?><DeleteResult></DeleteResult>'
+            return _response(200, {"Content-Type": "application/xml", "Date": date}, result)
         if method == "PUT":
             etag = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
             self.objects[path] = (body, etag)
@@ -168,6 +179,10 @@ async def main(delay: float) -> None:
     ).start()
     await stdin_closed.wait()
     moto.stop()
+    # Open relays and connections would each report their cancellation at
+    # shutdown; this process holds nothing else, so leave at once.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
