@@ -386,7 +386,8 @@ def summary_table(report: dict[str, Any]) -> Table:
         ("object", report["object"]),
         ("size", f"{decimal(report['size'])} ({report['size']} bytes)"),
         ("last modified", _timestamp(datetime.fromisoformat(report["last_modified"]))),
-        ("version", f"{report['version_id'] or 'unversioned'}  etag {report['etag']}"),
+        ("version", report["version_id"] or "none (unversioned bucket)"),
+        ("etag", report["etag"]),
         ("messages", f"{report['messages']}: {counts(report['messages_by_role'])}"),
         ("tool calls", f"{report['tool_calls']}: {counts(report['tool_calls_by_name'])}"),
     ]
@@ -399,7 +400,7 @@ def fields_table(rows: Iterable[tuple[str, str]]) -> Table:
     """Name and value in two columns, as `show` and `stats` print them on a terminal."""
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -467,7 +468,6 @@ async def export_sessions(
 @dataclass
 class ImportResult:
     written: int = 0
-    unchanged: int = 0
     conflicts: list[SessionId] = field(default_factory=list)
 
 
@@ -509,9 +509,10 @@ async def import_sessions(
 ) -> ImportResult:
     """Write each line as its session's object, byte for byte.
 
-    Without `overwrite` a session is only created, never replaced: one that
-    exists with the same bytes counts as unchanged, one with other bytes as a
-    conflict, and it is left as it is.
+    Without `overwrite` a session is only created, never replaced: one stored
+    with other bytes is a conflict and stays as it is. One stored with these very
+    bytes counts as written, as the store's conditional put takes it for its own
+    earlier write, so importing a file twice is harmless.
     """
     result = ImportResult()
 
@@ -522,11 +523,7 @@ async def import_sessions(
             await store._put(key, body, if_match=None, if_absent=not overwrite)
             result.written += 1
         except SessionConflictError:
-            stored = await store._get(key)
-            if stored is not None and stored.body == body:
-                result.unchanged += 1
-            else:
-                result.conflicts.append(session_id)
+            result.conflicts.append(session_id)
 
     async for _ in in_order(sessions, write, concurrency):
         if advance:
@@ -797,9 +794,9 @@ def import_command(
 ) -> None:
     """Write each session of FILE.jsonl (`-` for stdin) back, byte for byte.
 
-    Every line is checked first; one bad line and nothing is written. Existing
-    sessions are kept unless --overwrite; with the same content they count as
-    unchanged.
+    Every line is checked first; one bad line and nothing is written. Sessions
+    stored with other content are kept unless --overwrite; stored with the same
+    bytes, they count as imported.
     """
     if file == "-":
         sessions = read_export(sys.stdin.buffer, "stdin")
@@ -819,15 +816,11 @@ def import_command(
         _print_json(
             {
                 "written": result.written,
-                "unchanged": result.unchanged,
                 "conflicts": [str(session_id) for session_id in result.conflicts],
             }
         )
     else:
-        _note(
-            f"imported {result.written} session(s) into {connection}"
-            + (f"; {result.unchanged} already there unchanged" if result.unchanged else "")
-        )
+        _note(f"imported {result.written} session(s) into {connection}")
     if result.conflicts:
         raise CommandError(
             f"{len(result.conflicts)} session(s) exist with other content and were left as "

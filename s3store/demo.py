@@ -451,6 +451,8 @@ def run_demo(connection: Connection, *, keep: bool = False) -> None:
     out.print()
     out.print(requests_table(recorder.requests))
     out.print(f"demo finished in {time.perf_counter() - started:.1f} s")
+    if keep and not connection.embedded:
+        out.print(f"kept its sessions: s3store ls --prefix {connection.prefix}")
 
 
 def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: bool) -> None:
@@ -498,11 +500,12 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
     out.print(f"{connection}: {len(infos)} session(s)")
     out.print(listing_table(infos))
 
-    if not connection.embedded and not keep:
+    if connection.embedded or keep:
+        return
 
-        async def purge_all(store: S3SessionStore) -> None:
-            for info in infos:
-                await store.purge(info.session_id)
+    async def purge_all(store: S3SessionStore) -> None:
+        for info in infos:
+            await store.purge(info.session_id)
 
-        run(purge_all)
-        out.print(f"\ncleaned up: purged the demo's sessions under {connection}")
+    run(purge_all)
+    out.print(f"\ncleaned up: purged the demo's sessions under {connection}")
