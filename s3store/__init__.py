@@ -13,6 +13,7 @@ from s3store.errors import (
     InvalidSessionIdError,
     SessionConflictError,
     SessionStoreError,
+    SessionTooLargeError,
     StorageError,
 )
 from s3store.models import (
@@ -56,6 +57,7 @@ __all__ = [
     "SessionInfo",
     "SessionStore",
     "SessionStoreError",
+    "SessionTooLargeError",
     "StorageError",
     "SystemMessage",
     "ToolCall",

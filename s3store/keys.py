@@ -40,8 +40,8 @@ def session_key(prefix: str, session_id: SessionId) -> str:
             name += f"({quote(session_id.external_id, safe='')})"
         except UnicodeEncodeError:
             raise InvalidSessionIdError(
-                f"external id {session_id.external_id!r} is not valid Unicode text "
-                "(it holds an unpaired surrogate)"
+                f"external id {session_id.external_id!r} holds an unpaired surrogate, "
+                "which is not valid Unicode and cannot be stored: pass valid text"
             ) from None
     key = f"{prefix}{name}{_SUFFIX}"
     if len(key.encode()) > MAX_KEY_BYTES:

@@ -7,6 +7,7 @@ import builtins
 import gzip
 import os
 import re
+import secrets
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -73,7 +74,7 @@ ENV_KMS_KEY_ID = "S3STORE_KMS_KEY_ID"
 DEFAULT_CONFIG = Config(
     # Sized for Lambda: a dead connection fails fast and is retried well
     # within a function's timeout, instead of hanging until it.
-    retries={"mode": "standard", "max_attempts": 4},
+    retries={"mode": "standard", "total_max_attempts": 4},
     connect_timeout=2,
     read_timeout=10,
     # botocore's pool of 10 would cap the bulk methods' concurrency (and throughput).
@@ -95,6 +96,8 @@ _ACCESS_DENIED_CODES = frozenset(
 _DELETE_BATCH = 1000
 """The most keys one DeleteObjects request takes."""
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_WRITE_TOKEN = "s3store-write"
+"""User metadata on each object: a random token per save, unique to that write."""
 _NO_CREDENTIALS = (
     "no AWS credentials were found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
     "AWS_SECRET_ACCESS_KEY, or run under a role that provides them"
@@ -204,7 +207,7 @@ class S3SessionStore(SessionStore[S]):
             "endpoint_url": endpoint_url,
             "region_name": region_name,
             "config": DEFAULT_CONFIG.merge(
-                Config(retries={"mode": "standard", "max_attempts": max_attempts})
+                Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
             ).merge(config or Config()),
         }
         self._client: S3Client | None = None
@@ -314,11 +317,11 @@ class S3SessionStore(SessionStore[S]):
         for _ in range(self._max_attempts):
             try:
                 return await self._get_once(key)
-            except _DAMAGED_BODY as exc:
-                damage = exc
+            except _DamagedBody as exc:
+                damage = exc.__cause__
         raise CorruptSessionError(
             f"S3 sent a truncated or altered body in each of {self._max_attempts} reads "
-            f"({damage}); nothing was loaded. If it persists, inspect the object",
+            f"({damage!r}); nothing was loaded. If it persists, inspect the object",
             raw=b"",
             bucket=self.bucket,
             key=key,
@@ -340,12 +343,17 @@ class S3SessionStore(SessionStore[S]):
                     self._uncache(key)
                     return None
                 raise
-            async with response["Body"] as stream:
+            stream = response["Body"]
+            # Read through botocore's wrapper, not what `async with` returns: that is
+            # the bare aiohttp response, which skips the checksum and length checks.
+            async with stream:
                 if response["ContentLength"] > self.max_session_bytes:
-                    raise self._too_large(
-                        f"stored object is {response['ContentLength']:,} bytes", key
-                    )
-                body = await stream.read()
+                    size = response["ContentLength"]
+                    raise self._too_large(f"stored object is {size:,} bytes", key)
+                try:
+                    body = await stream.read()
+                except _DAMAGED_BODY as exc:
+                    raise _DamagedBody from exc
         body = self._decompressed(body, response.get("ContentEncoding"), key)
         stored = StoredObject(body, response["ETag"])
         if self._cache is not None:
@@ -369,7 +377,9 @@ class S3SessionStore(SessionStore[S]):
 
     async def _put(self, key: str, body: bytes, *, if_match: str | None, if_absent: bool) -> str:
         client = self._open_client()
-        options: dict[str, Any] = dict(self._encryption)
+        # Tells our own write from another writer's when a retry meets it (below).
+        write_token = secrets.token_hex(16)
+        options: dict[str, Any] = {**self._encryption, "Metadata": {_WRITE_TOKEN: write_token}}
         if if_match is not None:
             options["IfMatch"] = if_match
         if if_absent:
@@ -392,16 +402,30 @@ class S3SessionStore(SessionStore[S]):
                 # S3 answers If-Match on a deleted object with 404: a conflict too.
                 if if_match is not None and _code(exc) == "NoSuchKey":
                     raise conflict(bucket=self.bucket, key=key) from None
-                if _is_conflict(exc) and _retried(exc):
-                    # An earlier attempt may have landed before its answer was lost;
-                    # the retry then conflicts with our own write. Same bytes: done.
-                    stored = await self._get(key)
-                    if stored is not None and stored.body == body:
-                        return stored.version
+                if _is_conflict(exc):
+                    # An earlier attempt may have landed before its answer was lost,
+                    # and botocore's retry then met our own write. Equal bytes would
+                    # not prove that (two writers can compute the same session); the
+                    # write token does.
+                    landed = await self._version_written_by(key, write_token)
+                    if landed is not None:
+                        return landed
                 raise
         if self._cache is not None:
             self._cache.put(key, StoredObject(body, response["ETag"]))
         return response["ETag"]
+
+    async def _version_written_by(self, key: str, write_token: str) -> str | None:
+        """The stored version's ETag if the write with this token is what S3 holds."""
+        client = self._open_client()
+        with self._errors("HeadObject", key):
+            try:
+                head = await client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _code(exc) in ("404", "NoSuchKey"):
+                    return None
+                raise
+        return head["ETag"] if head["Metadata"].get(_WRITE_TOKEN) == write_token else None
 
     async def _list_keys(self) -> builtins.list[str]:
         return [item["Key"] async for item in self._listing()]
@@ -543,20 +567,22 @@ class S3SessionStore(SessionStore[S]):
                         versions.append({"Key": key, "VersionId": item["VersionId"]})
                 markers += sum(1 for item in page.get("DeleteMarkers", ()) if item["Key"] == key)
         with self._errors("DeleteObjects", key):
-            for start in range(0, len(versions), 1000):
+            for start in range(0, len(versions), _DELETE_BATCH):
                 response = await client.delete_objects(
                     Bucket=self.bucket,
-                    Delete={"Objects": versions[start : start + 1000], "Quiet": True},  # type: ignore[typeddict-item]
+                    Delete={"Objects": versions[start : start + _DELETE_BATCH], "Quiet": True},  # type: ignore[typeddict-item]
                 )
                 if response.get("Errors"):
-                    error = response["Errors"][0]
-                    raise StorageError(
-                        f"DeleteObjects left {len(response['Errors'])} version(s) in place: "
-                        f"{error.get('Code')} {error.get('Message')}; run purge again",
-                        operation="DeleteObjects",
-                        code=error.get("Code"),
-                        bucket=self.bucket,
-                        key=key,
+                    # Typed like the error of a whole request: AccessDenied is
+                    # AccessDeniedError (the eraser policy is missing), and so on.
+                    first = response["Errors"][0]
+                    message = (
+                        f"{len(response['Errors'])} version(s) left in place, run purge again: "
+                        f"{first.get('Message', '')}"
+                    )
+                    error: Any = {"Code": first.get("Code", ""), "Message": message}
+                    raise self._client_error(
+                        ClientError({"Error": error}, "DeleteObjects"), "DeleteObjects", key
                     )
         return Purged(versions=len(versions) - markers, delete_markers=markers)
 
@@ -614,6 +640,10 @@ class S3SessionStore(SessionStore[S]):
         )
 
 
+class _DamagedBody(Exception):
+    """A body that arrived damaged; `__cause__` says how. Kept from `_errors()`."""
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -621,7 +651,3 @@ def _code(exc: ClientError) -> str:
 def _is_conflict(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return _code(exc) in _CONFLICT_CODES or status in (409, 412)
-
-
-def _retried(exc: ClientError) -> bool:
-    return bool(exc.response.get("ResponseMetadata", {}).get("RetryAttempts"))

@@ -90,6 +90,20 @@ async def test_a_save_over_a_version_it_did_not_see_conflicts(stores: Stores) ->
     assert [m.content for m in final.chat_messages] == ["from A", "from B"]  # type: ignore[union-attr]
 
 
+async def test_a_rival_that_computed_the_same_bytes_still_conflicts(stores: Stores) -> None:
+    # Both add one to the counter they read: equal results, but two increments.
+    a, b = await stores.new(), await stores.new()
+    await a.save(AgentSession(id=SID))
+    in_a, in_b = await a.load(SID), await b.load(SID)
+    assert in_a is not None
+    assert in_b is not None
+    in_a.total_tool_calls += 1
+    in_b.total_tool_calls += 1
+    await a.save(in_a)
+    with pytest.raises(SessionConflictError):
+        await b.save(in_b)
+
+
 async def test_two_creations_of_one_id_the_second_conflicts(stores: Stores) -> None:
     a, b = await stores.new(), await stores.new()
     await a.save(AgentSession(id=SID, total_tool_calls=1))

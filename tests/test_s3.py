@@ -127,10 +127,12 @@ def iam_enforced(moto_url: str) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def reader_credentials(moto_url: str, bucket: str) -> AsyncIterator[aioboto3.Session]:
-    """An IAM user that may only read the bucket's objects."""
+async def reader_credentials(
+    moto_url: str, bucket: str, actions: tuple[str, ...] = ("s3:GetObject", "s3:ListBucket")
+) -> AsyncIterator[aioboto3.Session]:
+    """An IAM user that may only do `actions` (by default: read the bucket's objects)."""
     async with aioboto3.Session().client("iam", endpoint_url=moto_url) as iam:
-        user = f"reader-{bucket}"
+        user = f"reader-{len(actions)}-{bucket}"
         await iam.create_user(UserName=user)
         await iam.put_user_policy(
             UserName=user,
@@ -141,7 +143,7 @@ async def reader_credentials(moto_url: str, bucket: str) -> AsyncIterator[aiobot
                     "Statement": [
                         {
                             "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:ListBucket"],
+                            "Action": list(actions),
                             "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                         }
                     ],
@@ -166,6 +168,22 @@ async def test_a_denied_request_raises_access_denied(moto_url: str, bucket: str)
     assert caught.value.key == "sessions/1.json"
     assert bucket in str(caught.value)
     assert "PutObject" in str(caught.value)
+
+
+async def test_purge_without_the_right_to_erase_raises_access_denied(
+    s3_store: S3SessionStore, s3: S3Client, moto_url: str, bucket: str
+) -> None:
+    await s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    await s3_store.save(AgentSession(id=SessionId(1)))
+    rights = ("s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:ListBucketVersions")
+    async with reader_credentials(moto_url, bucket, rights) as agent:
+        with iam_enforced(moto_url):
+            async with S3SessionStore(bucket, session=agent, endpoint_url=moto_url) as store:
+                with pytest.raises(AccessDeniedError) as caught:
+                    await store.purge(SessionId(1))
+    assert (caught.value.bucket, caught.value.key) == (bucket, "sessions/1.json")
+    listing = await s3.list_object_versions(Bucket=bucket)
+    assert len(listing["Versions"]) == 1  # nothing was erased
 
 
 async def test_unknown_credentials_raise_access_denied(moto_url: str, bucket: str) -> None:
