@@ -31,8 +31,10 @@ from botocore.exceptions import ProfileNotFound
 from pydantic import ValidationError
 from rich.console import Console
 from rich.filesize import decimal
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from s3store.errors import (
     ConfigurationError,
@@ -43,15 +45,7 @@ from s3store.errors import (
 )
 from s3store.keys import normalize_prefix, session_key
 from s3store.local import DEFAULT_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, LocalS3
-from s3store.models import (
-    AgentSession,
-    AssistantMessage,
-    CustomMessage,
-    SessionId,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
-)
+from s3store.models import AgentSession, AssistantMessage, ChatMessage, CustomMessage, SessionId
 from s3store.s3 import ENV_BUCKET, ENV_PREFIX, S3SessionStore, SessionInfo
 
 __all__ = ["Connection", "cli", "main"]
@@ -132,12 +126,10 @@ class Connection:
         except ProfileNotFound as exc:
             raise ConfigurationError(f"{exc}: fix --profile or AWS_PROFILE") from None
 
-    def store(
-        self, session: aioboto3.Session | None = None, *, prefix: str | None = None, pool: int = 10
-    ) -> S3SessionStore:
+    def store(self, session: aioboto3.Session | None = None, *, pool: int = 10) -> S3SessionStore:
         return S3SessionStore(
             self.bucket,
-            prefix=self.prefix if prefix is None else prefix,
+            prefix=self.prefix,
             session=session or self.session(),
             endpoint_url=self.endpoint_url,
             region_name=self.region,
@@ -292,7 +284,9 @@ def listing_table(infos: list[SessionInfo]) -> Table:
     table.add_column("size", justify="right")
     table.add_column("last modified")
     for info in infos:
-        table.add_row(str(info.session_id), decimal(info.size), _timestamp(info.last_modified))
+        table.add_row(
+            Text(str(info.session_id)), decimal(info.size), _timestamp(info.last_modified)
+        )
     return table
 
 
@@ -338,18 +332,10 @@ async def in_order(
 # -- what a session holds ----------------------------------------------------------------
 
 
-def _role(message: object) -> str:
-    if isinstance(message, SystemMessage):
-        return "system"
-    if isinstance(message, UserMessage):
-        return "user"
-    if isinstance(message, AssistantMessage):
-        return "assistant"
-    if isinstance(message, ToolMessage):
-        return "tool"
+def _role(message: ChatMessage) -> str:
     if isinstance(message, CustomMessage):
         return f"custom:{message.role}"
-    return type(message).__name__
+    return type(message).__name__.removesuffix("Message").lower()
 
 
 def summary(info: SessionInfo, session: AgentSession, bucket: str) -> dict[str, Any]:
@@ -381,8 +367,8 @@ def summary_table(report: dict[str, Any]) -> Table:
     def counts(by_name: dict[str, int]) -> str:
         return ", ".join(f"{count} {name}" for name, count in by_name.items())
 
-    rows = [
-        ("session", f"[cyan]{report['id']}[/]"),
+    rows: list[tuple[str, str | Text]] = [
+        ("session", Text(report["id"], style="cyan")),
         ("object", report["object"]),
         ("size", f"{decimal(report['size'])} ({report['size']} bytes)"),
         ("last modified", _timestamp(datetime.fromisoformat(report["last_modified"]))),
@@ -396,13 +382,16 @@ def summary_table(report: dict[str, Any]) -> Table:
     return fields_table(rows)
 
 
-def fields_table(rows: Iterable[tuple[str, str]]) -> Table:
-    """Name and value in two columns, as `show` and `stats` print them on a terminal."""
+def fields_table(rows: Iterable[tuple[str, str | Text]]) -> Table:
+    """Name and value in two columns, as `show` and `stats` print them on a terminal.
+
+    Values are taken as plain text, not rich markup: ids and keys may hold `[`.
+    """
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, Text(value) if isinstance(value, str) else value)
     return table
 
 
@@ -468,6 +457,7 @@ async def export_sessions(
 @dataclass
 class ImportResult:
     written: int = 0
+    unchanged: int = 0
     conflicts: list[SessionId] = field(default_factory=list)
 
 
@@ -510,9 +500,8 @@ async def import_sessions(
     """Write each line as its session's object, byte for byte.
 
     Without `overwrite` a session is only created, never replaced: one stored
-    with other bytes is a conflict and stays as it is. One stored with these very
-    bytes counts as written, as the store's conditional put takes it for its own
-    earlier write, so importing a file twice is harmless.
+    with these very bytes counts as unchanged (so importing a file twice is
+    harmless), one stored with other bytes as a conflict, left as it is.
     """
     result = ImportResult()
 
@@ -523,7 +512,11 @@ async def import_sessions(
             await store._put(key, body, if_match=None, if_absent=not overwrite)
             result.written += 1
         except SessionConflictError:
-            result.conflicts.append(session_id)
+            stored = await store._get(key)
+            if stored is not None and stored.body == body:
+                result.unchanged += 1
+            else:
+                result.conflicts.append(session_id)
 
     async for _ in in_order(sessions, write, concurrency):
         if advance:
@@ -580,7 +573,7 @@ def ls_command(
     if interactive():
         total = decimal(sum(info.size for info in page))
         screen = console()
-        screen.print(f"{connection}: {len(page)} session(s), {total}")
+        screen.print(Text(f"{connection}: {len(page)} session(s), {total}"))
         screen.print(listing_table(page))
     else:
         _print_rows((info.session_id, info.size, info.last_modified.isoformat()) for info in page)
@@ -608,7 +601,13 @@ def show_command(connection: Connection, session_id: SessionId, as_json: bool) -
                 return info, None if stored is None else stored.body
             return info, await store.load(session_id)
 
-    info, content = asyncio.run(fetch())
+    try:
+        info, content = asyncio.run(fetch())
+    except CorruptSessionError as exc:
+        raise CommandError(
+            f"{exc.key} holds no valid session: `s3store show --json {session_id}` prints it "
+            f"as stored; fix it, or remove it with `s3store rm {session_id}`"
+        ) from exc
     if info is None or content is None:
         raise NotFoundError(
             f"no session {session_id} in {connection}: `s3store ls` lists the ones there are",
@@ -644,7 +643,7 @@ def rm_command(connection: Connection, session_id: SessionId, as_json: bool) -> 
     if as_json:
         _print_json({"deleted": str(session_id), "key": info.key, "versions_kept": versioned})
     elif interactive():
-        console().print(f"deleted [cyan]{session_id}[/] ({info.key})")
+        console().print(f"deleted [cyan]{escape(str(session_id))}[/] ({escape(info.key)})")
     else:
         _print_rows([("deleted", session_id, info.key)])
     if versioned:
@@ -672,8 +671,8 @@ def purge_command(connection: Connection, session_id: SessionId, as_json: bool) 
         _print_json({"purged": str(session_id), "versions": versions, "delete_markers": markers})
     elif interactive():
         console().print(
-            f"purged [cyan]{session_id}[/]: {versions} version(s) and {markers} delete "
-            "marker(s) erased"
+            f"purged [cyan]{escape(str(session_id))}[/]: {versions} version(s) and "
+            f"{markers} delete marker(s) erased"
         )
     else:
         _print_rows([("purged", session_id, versions, markers)])
@@ -704,10 +703,16 @@ def stats_command(connection: Connection, as_json: bool) -> None:
             }
         )
     elif interactive():
-        rows = [("location", str(connection)), ("sessions", str(len(infos)))]
-        rows.append(("total size", decimal(total)))
+        rows: list[tuple[str, str | Text]] = [
+            ("location", str(connection)),
+            ("sessions", str(len(infos))),
+            ("total size", decimal(total)),
+        ]
         if largest is not None:
-            rows.append(("largest", f"[cyan]{largest.session_id}[/] ({decimal(largest.size)})"))
+            largest_text = Text.assemble(
+                (str(largest.session_id), "cyan"), f" ({decimal(largest.size)})"
+            )
+            rows.append(("largest", largest_text))
         console().print(fields_table(rows))
     else:
         _print_rows(
@@ -796,7 +801,7 @@ def import_command(
 
     Every line is checked first; one bad line and nothing is written. Sessions
     stored with other content are kept unless --overwrite; stored with the same
-    bytes, they count as imported.
+    bytes, they count as unchanged.
     """
     if file == "-":
         sessions = read_export(sys.stdin.buffer, "stdin")
@@ -816,11 +821,13 @@ def import_command(
         _print_json(
             {
                 "written": result.written,
+                "unchanged": result.unchanged,
                 "conflicts": [str(session_id) for session_id in result.conflicts],
             }
         )
     else:
-        _note(f"imported {result.written} session(s) into {connection}")
+        unchanged = f", {result.unchanged} already there unchanged" if result.unchanged else ""
+        _note(f"imported {result.written} session(s) into {connection}{unchanged}")
     if result.conflicts:
         raise CommandError(
             f"{len(result.conflicts)} session(s) exist with other content and were left as "

@@ -34,7 +34,9 @@ import aioboto3
 from botocore.utils import determine_content_length
 from rich.console import Console
 from rich.filesize import decimal
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from s3store.cli import (
     Connection,
@@ -422,7 +424,10 @@ def run_demo(connection: Connection, *, keep: bool = False) -> None:
         connection = replace(
             connection, prefix=f"{connection.prefix}s3store-demo-{secrets.token_hex(4)}/"
         )
-    out.print(f"[bold]s3store demo[/]: a scripted agent keeping its sessions in {connection}\n")
+    out.print(
+        f"[bold]s3store demo[/]: a scripted agent keeping its sessions in "
+        f"{escape(str(connection))}\n"
+    )
 
     for number, (user, text) in enumerate(SCRIPT, 1):
         _print_turn(
@@ -452,7 +457,7 @@ def run_demo(connection: Connection, *, keep: bool = False) -> None:
     out.print(requests_table(recorder.requests))
     out.print(f"demo finished in {time.perf_counter() - started:.1f} s")
     if keep and not connection.embedded:
-        out.print(f"kept its sessions: s3store ls --prefix {connection.prefix}")
+        out.print(f"kept its sessions: s3store ls --prefix {escape(connection.prefix)}")
 
 
 def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: bool) -> None:
@@ -467,7 +472,7 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
 
     out.print("[dim]$ s3store ls[/]")
     infos = run(lambda store: store.list_info())
-    out.print(f"{connection}: {len(infos)} session(s)")
+    out.print(Text(f"{connection}: {len(infos)} session(s)"))
     out.print(listing_table(infos))
 
     shown = USERS["carol"]
@@ -497,7 +502,7 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
     )
     out.print("\n[dim]$ s3store ls[/]")
     infos = run(lambda store: store.list_info())
-    out.print(f"{connection}: {len(infos)} session(s)")
+    out.print(Text(f"{connection}: {len(infos)} session(s)"))
     out.print(listing_table(infos))
 
     if connection.embedded or keep:
@@ -508,4 +513,4 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
             await store.purge(info.session_id)
 
     run(purge_all)
-    out.print(f"\ncleaned up: purged the demo's sessions under {connection}")
+    out.print(f"\ncleaned up: purged the demo's sessions under {escape(str(connection))}")
