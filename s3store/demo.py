@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -39,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from s3store.cli import (
+    CommandError,
     Connection,
     export_sessions,
     listing_table,
@@ -219,7 +221,8 @@ class Recorder:
         **_: Any,
     ) -> None:
         started, sent = context.pop(self._START)
-        status = received = None
+        status: int | None = None
+        received = 0
         if response_dict is not None:
             status = response_dict["status_code"]
             body = response_dict["body"]
@@ -234,7 +237,7 @@ class Recorder:
             event_name.rsplit(".", 1)[-1],
             status,
             sent,
-            received or 0,
+            received,
             time.perf_counter() - started,
         )
         with self._lock:
@@ -260,7 +263,8 @@ def requests_table(requests: list[Request]) -> Table:
         return [
             name,
             str(len(group)),
-            ", ".join(f"{status} ({n})" for status, n in _counts(failed)) or "-",
+            ", ".join(f"{status} ({n})" for status, n in sorted(Counter(failed).items(), key=str))
+            or "-",
             decimal(sum(r.sent for r in group)),
             decimal(sum(r.received for r in group)),
             f"{statistics.median(r.seconds for r in group) * 1000:.1f} ms",
@@ -271,10 +275,6 @@ def requests_table(requests: list[Request]) -> Table:
     table.add_section()
     table.add_row(*row("all", requests), style="bold")
     return table
-
-
-def _counts(values: list[int | None]) -> list[tuple[int | None, int]]:
-    return [(value, values.count(value)) for value in sorted(set(values), key=str)]
 
 
 # -- invocations ---------------------------------------------------------------------
@@ -358,25 +358,33 @@ def invoke_concurrently(
 ) -> None:
     """Both load the same version; `first` saves, then `second` tries with what it loaded."""
     both_loaded = threading.Barrier(2, timeout=30)
-    first_saved = threading.Event()
+    first_done = threading.Event()
+    failures: list[BaseException] = []
 
     def run_first() -> None:
-        invoke(connection, recorder, first, after_load=both_loaded.wait)
-        first_saved.set()
+        try:
+            invoke(connection, recorder, first, after_load=both_loaded.wait)
+        except BaseException as exc:
+            failures.append(exc)
+            both_loaded.abort()  # so that the second does not wait for a load that never comes
+        finally:
+            first_done.set()
 
     def wait_for_first() -> None:
         both_loaded.wait()
-        if not first_saved.wait(timeout=30):
-            raise TimeoutError("the first invocation never saved")
+        first_done.wait()
 
     thread = threading.Thread(target=run_first, name=first.name)
     thread.start()
     try:
         invoke(connection, recorder, second, after_load=wait_for_first)
+    except threading.BrokenBarrierError:
+        if not failures:  # the barrier timed out: no failure of the first to report instead
+            raise
     finally:
         thread.join()
-    if not first_saved.is_set():
-        raise RuntimeError(f"invocation {first.name} failed; see the error above")
+    if failures:
+        raise failures[0]
 
 
 # -- the transcript -------------------------------------------------------------------
@@ -448,7 +456,10 @@ def run_demo(connection: Connection, *, keep: bool = False) -> None:
     _print_turn(out, first, recorder)
     _print_turn(out, second, recorder)
     if second.attempts < 2:
-        raise RuntimeError("the concurrent invocations did not conflict: is this S3 conditional?")
+        raise CommandError(
+            f"invocation {second.name} saved over {first.name}'s turn without a conflict: this "
+            "endpoint ignores If-Match, which s3store's optimistic concurrency needs"
+        )
 
     out.print("\n[bold]The operator's view[/] (what the s3store commands show)\n")
     _operate(out, connection, recorder, keep=keep)
