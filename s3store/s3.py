@@ -417,15 +417,21 @@ class S3SessionStore(SessionStore[S]):
 
     async def _version_written_by(self, key: str, write_token: str) -> str | None:
         """The stored version's ETag if the write with this token is what S3 holds."""
+        head = await self._head(key)
+        if head is None or head["Metadata"].get(_WRITE_TOKEN) != write_token:
+            return None
+        return str(head["ETag"])
+
+    async def _head(self, key: str) -> Any:
+        """The HeadObject answer for `key`, or None when there is no object."""
         client = self._open_client()
         with self._errors("HeadObject", key):
             try:
-                head = await client.head_object(Bucket=self.bucket, Key=key)
+                return await client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
                 if _code(exc) in ("404", "NoSuchKey"):
                     return None
                 raise
-        return head["ETag"] if head["Metadata"].get(_WRITE_TOKEN) == write_token else None
 
     async def _list_keys(self) -> builtins.list[str]:
         return [item["Key"] async for item in self._listing()]
@@ -517,14 +523,9 @@ class S3SessionStore(SessionStore[S]):
     async def stat(self, session_id: SessionId) -> SessionInfo | None:
         """Size, time and version of a stored session (a HeadObject), or None."""
         key = self._key(session_id)
-        client = self._open_client()
-        with self._errors("HeadObject", key):
-            try:
-                head = await client.head_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if _code(exc) in ("404", "NoSuchKey"):
-                    return None
-                raise
+        head = await self._head(key)
+        if head is None:
+            return None
         return SessionInfo(
             session_id,
             key,
