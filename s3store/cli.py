@@ -526,6 +526,16 @@ async def import_sessions(
 
 # -- the commands ----------------------------------------------------------------------
 
+_ID_ARGUMENT = click.argument("session_id", metavar="ID", callback=_session_id)
+
+
+def _list_info(connection: Connection) -> list[SessionInfo]:
+    async def listing() -> list[SessionInfo]:
+        async with connection.store() as store:
+            return await store.list_info()
+
+    return asyncio.run(listing())
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="s3store")
@@ -557,11 +567,7 @@ def ls_command(
     the id to pass to --after for the next page goes to stderr (`next` in JSON).
     """
 
-    async def listing() -> list[SessionInfo]:
-        async with connection.store() as store:
-            return await store.list_info()
-
-    infos = asyncio.run(listing())
+    infos = _list_info(connection)
     if after is not None:
         start = connection.key(after)
         infos = [info for info in infos if info.key > start]
@@ -583,7 +589,7 @@ def ls_command(
 
 @cli.command("show")
 @connection_options
-@click.argument("session_id", metavar="ID", callback=_session_id)
+@_ID_ARGUMENT
 @json_option
 def show_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
     """Summarize a session: messages by role, tool calls, size, time, version.
@@ -624,7 +630,7 @@ def show_command(connection: Connection, session_id: SessionId, as_json: bool) -
 
 @cli.command("rm")
 @connection_options
-@click.argument("session_id", metavar="ID", callback=_session_id)
+@_ID_ARGUMENT
 @json_option
 def rm_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
     """Delete a session (in a versioned bucket its old versions stay: see purge)."""
@@ -652,7 +658,7 @@ def rm_command(connection: Connection, session_id: SessionId, as_json: bool) -> 
 
 @cli.command("purge")
 @connection_options
-@click.argument("session_id", metavar="ID", callback=_session_id)
+@_ID_ARGUMENT
 @json_option
 def purge_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
     """Erase a session for good: every version and delete marker of its object."""
@@ -684,11 +690,7 @@ def purge_command(connection: Connection, session_id: SessionId, as_json: bool) 
 def stats_command(connection: Connection, as_json: bool) -> None:
     """Count the sessions, their total size and the largest one."""
 
-    async def listing() -> list[SessionInfo]:
-        async with connection.store() as store:
-            return await store.list_info()
-
-    infos = asyncio.run(listing())
+    infos = _list_info(connection)
     total = sum(info.size for info in infos)
     largest = max(infos, key=lambda info: info.size, default=None)
     if as_json:

@@ -555,3 +555,20 @@ async def test_demo_on_a_configured_bucket_keeps_to_a_prefix_of_its_own(
     assert result.exit_code == 0, result.output
     assert "cleaned up: purged the demo's sessions" in result.stdout
     assert await raw_objects(s3, bucket) == before
+
+
+async def test_the_local_s3_example_runs() -> None:
+    example = Path(__file__).parent.parent / "examples" / "local_s3.py"
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(example)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "1(user-42): 2 message(s)" in result.stdout
+    assert "purged 2 versions and 1 delete marker" in result.stdout
