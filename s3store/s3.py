@@ -222,8 +222,9 @@ class S3SessionStore(SessionStore[S]):
         Reads `S3STORE_BUCKET` (required), `S3STORE_PREFIX` (default `sessions/`)
         and `S3STORE_KMS_KEY_ID` (optional: SSE-KMS with that key on every save).
         The endpoint, region and credentials come from AWS's own variables
-        (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, ...). Keyword options
-        are passed on to the constructor and win over the environment.
+        (`AWS_ENDPOINT_URL`, `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_PROFILE`,
+        ...). Keyword options are passed on to the constructor and win over the
+        environment.
         """
         env = os.environ if environ is None else environ
         bucket = env.get(ENV_BUCKET, "")
@@ -235,6 +236,8 @@ class S3SessionStore(SessionStore[S]):
         options.setdefault("prefix", env.get(ENV_PREFIX, "sessions/"))
         if env.get(ENV_KMS_KEY_ID):
             options.setdefault("kms_key_id", env[ENV_KMS_KEY_ID])
+        if env.get("AWS_REGION"):  # botocore itself reads only AWS_DEFAULT_REGION
+            options.setdefault("region_name", env["AWS_REGION"])
         return cls(bucket, **options)
 
     def __repr__(self) -> str:

@@ -38,7 +38,6 @@ from s3store import (
     Purged,
     S3SessionStore,
     SessionId,
-    StorageError,
     UserMessage,
 )
 from s3store.s3 import ENV_BUCKET, ENV_PREFIX
@@ -486,7 +485,7 @@ async def test_reading_a_session_needs_the_key_grant(stack: Stack) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    raises=StorageError,
+    raises=AccessDeniedError,
     reason="moto authorises DeleteObjects (the multi-object delete) as s3:DeleteObject on the "
     "bucket's ARN, where AWS checks each key, so a prefix-scoped grant refuses every key",
 )
