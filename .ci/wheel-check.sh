@@ -21,3 +21,11 @@ for tool in ("moto", "pytest", "hypothesis", "click", "rich"):
 store = s3store.InMemorySessionStore()
 print(f"wheel OK: s3store {s3store.__version__} imports with only its runtime dependencies")
 PY
+# Without the `cli` extra the command says how to get it, and exits 2 (usage).
+status=0
+message="$("$work/venv/bin/s3store" ls 2>&1)" || status=$?
+if [[ $status -ne 2 || "$message" != *"s3store[cli]"* ]]; then
+    echo "s3store without its extra: exit $status, said: $message" >&2
+    exit 1
+fi
+echo "wheel OK: without the cli extra, the command names it: $message"

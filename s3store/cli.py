@@ -25,16 +25,31 @@ from datetime import datetime, timezone
 from typing import IO, Any, TypeVar
 
 import aioboto3
-import click
 from botocore.config import Config
 from botocore.exceptions import ProfileNotFound
 from pydantic import ValidationError
-from rich.console import Console
-from rich.filesize import decimal
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+
+try:
+    import click
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+    from rich.text import Text
+except ModuleNotFoundError as missing:  # installed without the `cli` extra
+    print(
+        f"s3store: the command needs the `cli` extra ({missing.name} is missing): "
+        "pip install 's3store[cli]'",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 from s3store.errors import (
     ConfigurationError,
