@@ -383,7 +383,15 @@ class SessionStore(ABC, Generic[S]):
         try:
             session = self._adapter.validate_json(body)
         except ValidationError as exc:
-            raise self._corrupt(f"not a valid {self.model.__name__}: {exc}", body, key) from None
+            # Where and what, never the input itself: session content stays out of
+            # messages and logs (it is on `.raw` for whoever needs it).
+            problems = exc.errors(include_url=False, include_input=False, include_context=False)
+            first = problems[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the top level"
+            summary = f"{len(problems)} problem(s), first at {where}: {first['msg']}"
+            raise self._corrupt(
+                f"not a valid {self.model.__name__} ({summary})", body, key
+            ) from None
         if getattr(session, "id", None) != session_id:
             raise self._corrupt(
                 f"holds session {getattr(session, 'id', None)}, not {session_id}", body, key
