@@ -390,7 +390,7 @@ class SessionStore(ABC, Generic[S]):
             where = ".".join(str(part) for part in first["loc"]) or "the top level"
             summary = f"{len(problems)} problem(s), first at {where}: {first['msg']}"
             raise self._corrupt(
-                f"not a valid {self.model.__name__} ({summary})", body, key
+                f"is not a valid {self.model.__name__} ({summary})", body, key
             ) from None
         if getattr(session, "id", None) != session_id:
             raise self._corrupt(
