@@ -34,7 +34,7 @@ from typing import Any
 
 from botocore.handlers import add_expect_header
 from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
-from dateutil.tz import tzlocal, tzutc
+from dateutil.tz import tzlocal, tzutc  # type: ignore[import-untyped]  # botocore's own dependency
 
 __all__ = ["tune_client"]
 
@@ -57,8 +57,8 @@ def tune_client(client: Any) -> None:
 
 
 def _parse_timestamps_fast(client: Any) -> None:
-    endpoint = getattr(client, "_endpoint", None)
-    factory = getattr(endpoint, "_response_parser_factory", None)
+    endpoint: Any = getattr(client, "_endpoint", None)
+    factory: Any = getattr(endpoint, "_response_parser_factory", None)
     defaults = getattr(factory, "_defaults", None)
     if not isinstance(defaults, dict) or not hasattr(factory, "set_parser_defaults"):
         return  # another botocore layout: keep its own parser

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 import botocore.loaders
 import pytest
@@ -77,7 +76,7 @@ def test_fast_timestamps_equal_botocores_parser(zone: str, monkeypatch: pytest.M
             expected, got = parse_timestamp(value), fast(value)
             assert (got, repr(got), got.fold) == (expected, repr(expected), expected.fold), value
             assert got.tzinfo == expected.tzinfo, value
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="Invalid timestamp"):
             fast("Tue, 30 Feb 2026 03:00:01 GMT")
     finally:
         monkeypatch.undo()
