@@ -56,7 +56,21 @@ def parse_key(prefix: str, key: str) -> SessionId | None:
     """The session id a key names, or None when the key is not one this layout writes."""
     if not key.startswith(prefix) or not key.endswith(_SUFFIX):
         return None
-    match = _NAME.fullmatch(key[len(prefix) : -len(_SUFFIX)])
+    name = key[len(prefix) : -len(_SUFFIX)]
+    if (
+        name.isdigit()
+        and name.isascii()
+        and (name[0] != "0" or name == "0")
+        and len(key.encode()) <= MAX_KEY_BYTES
+    ):
+        # The usual key, `<prefix><id>.json`, is canonical as it stands (ASCII
+        # digits, no leading zero, within S3's length), so listing many keys skips
+        # the regex and the re-encoding below. SessionId still checks the range.
+        try:
+            return SessionId(int(name))
+        except InvalidSessionIdError:
+            return None
+    match = _NAME.fullmatch(name)
     if match is None:
         return None
     try:
