@@ -1,6 +1,6 @@
 """Per-client tuning of aiobotocore for many small JSON objects.
 
-Two changes, both local to the store's own client and both behaviour-neutral:
+Three changes, all local to the store's own client and all behaviour-neutral:
 
 - No `Expect: 100-continue` on PutObject. botocore adds it so that a large
   upload can stop before sending its body; for a session snapshot it only costs
