@@ -478,46 +478,25 @@ class S3SessionStore(SessionStore[S]):
         ids = builtins.list(dict.fromkeys(session_ids))
         id_of = {self._key(session_id): session_id for session_id in ids}
         keys = builtins.list(id_of)
-        batches = [
-            keys[start : start + _DELETE_BATCH] for start in range(0, len(keys), _DELETE_BATCH)
-        ]
         errors: dict[SessionId, SessionStoreError] = {}
-        client = self._open_client()
 
-        async def delete_batch(number: int) -> None:
-            batch = batches[number]
+        async def delete_batch(start: int) -> None:
+            batch = keys[start : start + _DELETE_BATCH]
             for key in batch:
                 self._uncache(key)
             try:
-                with self._errors("DeleteObjects", None):
-                    response = await client.delete_objects(
-                        Bucket=self.bucket,
-                        Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
-                    )
+                failures = await self._delete_objects([{"Key": key} for key in batch], None)
             except SessionStoreError as exc:
                 errors.update((id_of[key], exc) for key in batch)
                 return
-            for failure in response.get("Errors", ()):
+            for failure in failures:
                 key = failure.get("Key", "")
                 if key in id_of:
-                    error: Any = {
-                        "Code": failure.get("Code", ""),
-                        "Message": failure.get("Message", ""),
-                    }
-                    errors[id_of[key]] = cast(
-                        SessionStoreError,
-                        self._client_error(
-                            ClientError({"Error": error}, "DeleteObjects"), "DeleteObjects", key
-                        ),
-                    )
+                    errors[id_of[key]] = self._key_failure(failure, key)
 
-        semaphore = asyncio.Semaphore(concurrency or self._default_concurrency())
-
-        async def bounded(number: int) -> None:
-            async with semaphore:
-                await delete_batch(number)
-
-        await asyncio.gather(*(bounded(number) for number in range(len(batches))))
+        await self._each(
+            builtins.list(range(0, len(keys), _DELETE_BATCH)), delete_batch, concurrency
+        )
         if errors:
             raise self._bulk_error("delete_many", ids, errors)
 
@@ -570,25 +549,34 @@ class S3SessionStore(SessionStore[S]):
                     if item["Key"] == key:
                         versions.append({"Key": key, "VersionId": item["VersionId"]})
                 markers += sum(1 for item in page.get("DeleteMarkers", ()) if item["Key"] == key)
-        with self._errors("DeleteObjects", key):
-            for start in range(0, len(versions), _DELETE_BATCH):
-                response = await client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": versions[start : start + _DELETE_BATCH], "Quiet": True},  # type: ignore[typeddict-item]
+        for start in range(0, len(versions), _DELETE_BATCH):
+            failures = await self._delete_objects(versions[start : start + _DELETE_BATCH], key)
+            if failures:
+                left = f"{len(failures)} version(s) left in place, run purge again"
+                raise self._key_failure(
+                    failures[0], key, f"{left}: {failures[0].get('Message', '')}"
                 )
-                if response.get("Errors"):
-                    # Typed like the error of a whole request: AccessDenied is
-                    # AccessDeniedError (the eraser policy is missing), and so on.
-                    first = response["Errors"][0]
-                    message = (
-                        f"{len(response['Errors'])} version(s) left in place, run purge again: "
-                        f"{first.get('Message', '')}"
-                    )
-                    error: Any = {"Code": first.get("Code", ""), "Message": message}
-                    raise self._client_error(
-                        ClientError({"Error": error}, "DeleteObjects"), "DeleteObjects", key
-                    )
         return Purged(versions=len(versions) - markers, delete_markers=markers)
+
+    async def _delete_objects(self, objects: builtins.list[Any], key: str | None) -> Any:
+        """One quiet DeleteObjects request; the per-key failures S3 reports."""
+        client = self._open_client()
+        with self._errors("DeleteObjects", key):
+            response = await client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            )
+        return response.get("Errors", [])
+
+    def _key_failure(self, failure: Any, key: str, message: str | None = None) -> SessionStoreError:
+        """A per-key DeleteObjects failure, typed as the same error of a whole request
+        would be: AccessDenied is `AccessDeniedError` (the eraser policy is missing)."""
+        error: Any = {
+            "Code": failure.get("Code", ""),
+            "Message": message if message is not None else failure.get("Message", ""),
+        }
+        return self._client_error(
+            ClientError({"Error": error}, "DeleteObjects"), "DeleteObjects", key
+        )
 
     def _bucket_name(self) -> str:
         return self.bucket
@@ -614,7 +602,7 @@ class S3SessionStore(SessionStore[S]):
                 key=key,
             ) from exc
 
-    def _client_error(self, exc: ClientError, operation: str, key: str | None) -> Exception:
+    def _client_error(self, exc: ClientError, operation: str, key: str | None) -> SessionStoreError:
         code = _code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket":

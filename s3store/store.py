@@ -45,6 +45,7 @@ __all__ = [
 logger = logging.getLogger("s3store")
 
 S = TypeVar("S", bound=BaseModel, default=AgentSession)
+T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 64
 """Requests a bulk method keeps in flight when not told otherwise (S3: the pool size)."""
@@ -306,30 +307,30 @@ class SessionStore(ABC, Generic[S]):
 
     async def _each(
         self,
-        ids: builtins.list[SessionId],
-        fn: Callable[[SessionId], Awaitable[None]],
+        items: builtins.list[T],
+        fn: Callable[[T], Awaitable[None]],
         concurrency: int | None,
-    ) -> dict[SessionId, SessionStoreError]:
-        """Run `fn` on every id with at most `concurrency` in flight; collect store errors.
+    ) -> dict[T, SessionStoreError]:
+        """Run `fn` on every item with at most `concurrency` in flight; collect store errors.
 
-        A fixed set of workers pulls from one iterator, rather than a task per id
+        A fixed set of workers pulls from one iterator, rather than a task per item
         waiting on a semaphore: 10,000 ids cost 64 tasks, not 10,000. Anything that
         is not a `SessionStoreError` (a bug, a cancellation) stops the whole batch.
         """
         limit = self._default_concurrency() if concurrency is None else concurrency
         if limit < 1:
             raise ValueError(f"concurrency must be at least 1, not {limit}")
-        errors: dict[SessionId, SessionStoreError] = {}
-        pending = iter(ids)
+        errors: dict[T, SessionStoreError] = {}
+        pending = iter(items)
 
         async def work() -> None:
-            for session_id in pending:
+            for item in pending:
                 try:
-                    await fn(session_id)
+                    await fn(item)
                 except SessionStoreError as exc:
-                    errors[session_id] = exc
+                    errors[item] = exc
 
-        workers = [asyncio.ensure_future(work()) for _ in range(min(limit, len(ids)))]
+        workers = [asyncio.ensure_future(work()) for _ in range(min(limit, len(items)))]
         try:
             await asyncio.gather(*workers)
         except BaseException:
