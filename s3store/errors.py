@@ -32,6 +32,20 @@ class InvalidSessionIdError(SessionStoreError, ValueError):
     """A session id that cannot name a stored session (missing, malformed or too long)."""
 
 
+class InvalidSessionError(SessionStoreError, ValueError):
+    """A session that cannot be stored as agent-base reads it, refused before any request.
+
+    `path` names the offending field (such as `chat_messages.3.Custom.data.n`); the
+    message says what is wrong with it. Nothing was written.
+    """
+
+    def __init__(
+        self, message: str, *, path: str, bucket: str | None = None, key: str | None = None
+    ) -> None:
+        super().__init__(message, bucket=bucket, key=key)
+        self.path = path
+
+
 class CorruptSessionError(SessionStoreError):
     """An object exists under the session's key but is not a valid session.
 
