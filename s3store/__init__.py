@@ -16,6 +16,7 @@ from s3store.errors import (
     SessionStoreError,
     SessionTooLargeError,
     StorageError,
+    WriteOutcomeUnknownError,
 )
 from s3store.models import (
     AgentSession,
@@ -66,6 +67,7 @@ __all__ = [
     "ToolMessage",
     "UrlImage",
     "UserMessage",
+    "WriteOutcomeUnknownError",
 ]
 
 __version__ = "0.1.0"

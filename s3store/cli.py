@@ -524,7 +524,7 @@ async def import_sessions(
         session_id, body = item
         key = session_key(store.prefix, session_id)
         try:
-            await store._put(key, body, if_match=None, if_absent=not overwrite)
+            await store._put(key, body, if_match=None, if_absent=not overwrite, writes=())
             result.written += 1
         except SessionConflictError:
             stored = await store._get(key)

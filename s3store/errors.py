@@ -60,8 +60,21 @@ class CorruptSessionError(SessionStoreError):
 class SessionConflictError(SessionStoreError):
     """A conditional save lost a race: the stored session is not the version this copy saw.
 
+    The save was definitely not stored (a save that landed before its answer was
+    lost is recognised and succeeds instead).
+
     Reload the session, apply the change again and save, or use `SessionStore.update()`,
     which does exactly that.
+    """
+
+
+class WriteOutcomeUnknownError(SessionStoreError):
+    """A save whose answer was lost, and whose outcome can no longer be told.
+
+    The write may or may not be in the stored session: more later writes were
+    built on the stored version than its write history keeps. Unlike
+    `SessionConflictError`, this does not mean "not saved": load the session and
+    check whether the change is there before making it again.
     """
 
 

@@ -7,7 +7,6 @@ import builtins
 import gzip
 import os
 import re
-import secrets
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -47,8 +46,10 @@ from s3store.store import (
     S,
     SessionStore,
     StoredObject,
+    StoredVersion,
     conflict,
 )
+from s3store.writes import METADATA_KEY, decode, encode
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -96,8 +97,6 @@ _ACCESS_DENIED_CODES = frozenset(
 _DELETE_BATCH = 1000
 """The most keys one DeleteObjects request takes."""
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
-_WRITE_TOKEN = "s3store-write"
-"""User metadata on each object: a random token per save, unique to that write."""
 _NO_CREDENTIALS = (
     "no AWS credentials were found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
     "AWS_SECRET_ACCESS_KEY, or run under a role that provides them"
@@ -358,7 +357,8 @@ class S3SessionStore(SessionStore[S]):
                 except _DAMAGED_BODY as exc:
                     raise _DamagedBody from exc
         body = self._decompressed(body, response.get("ContentEncoding"), key)
-        stored = StoredObject(body, response["ETag"])
+        writes = decode(response["Metadata"].get(METADATA_KEY))
+        stored = StoredObject(body, response["ETag"], writes)
         if self._cache is not None:
             self._cache.put(key, stored)
         return stored
@@ -378,11 +378,17 @@ class S3SessionStore(SessionStore[S]):
             raise self._corrupt("is a truncated gzip stream", body, key)
         return data
 
-    async def _put(self, key: str, body: bytes, *, if_match: str | None, if_absent: bool) -> str:
+    async def _put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_match: str | None,
+        if_absent: bool,
+        writes: tuple[str, ...],
+    ) -> str:
         client = self._open_client()
-        # Tells our own write from another writer's when a retry meets it (below).
-        write_token = secrets.token_hex(16)
-        options: dict[str, Any] = {**self._encryption, "Metadata": {_WRITE_TOKEN: write_token}}
+        options: dict[str, Any] = {**self._encryption, "Metadata": {METADATA_KEY: encode(writes)}}
         if if_match is not None:
             options["IfMatch"] = if_match
         if if_absent:
@@ -405,25 +411,16 @@ class S3SessionStore(SessionStore[S]):
                 # S3 answers If-Match on a deleted object with 404: a conflict too.
                 if if_match is not None and _code(exc) == "NoSuchKey":
                     raise conflict(bucket=self.bucket, key=key) from None
-                if _is_conflict(exc):
-                    # An earlier attempt may have landed before its answer was lost,
-                    # and botocore's retry then met our own write. Equal bytes would
-                    # not prove that (two writers can compute the same session); the
-                    # write token does.
-                    landed = await self._version_written_by(key, write_token)
-                    if landed is not None:
-                        return landed
                 raise
         if self._cache is not None:
-            self._cache.put(key, StoredObject(body, response["ETag"]))
+            self._cache.put(key, StoredObject(body, response["ETag"], writes))
         return response["ETag"]
 
-    async def _version_written_by(self, key: str, write_token: str) -> str | None:
-        """The stored version's ETag if the write with this token is what S3 holds."""
+    async def _stored_version(self, key: str) -> StoredVersion | None:
         head = await self._head(key)
-        if head is None or head["Metadata"].get(_WRITE_TOKEN) != write_token:
+        if head is None:
             return None
-        return str(head["ETag"])
+        return StoredVersion(str(head["ETag"]), decode(head["Metadata"].get(METADATA_KEY)))
 
     async def _head(self, key: str) -> Any:
         """The HeadObject answer for `key`, or None when there is no object."""

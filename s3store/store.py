@@ -14,10 +14,9 @@ import hashlib
 import inspect
 import logging
 import random
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, Literal, cast
+from typing import Generic, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar  # a TypeVar default (PEP 696); pydantic brings it
@@ -29,9 +28,11 @@ from s3store.errors import (
     SessionConflictError,
     SessionStoreError,
     SessionTooLargeError,
+    WriteOutcomeUnknownError,
 )
 from s3store.keys import normalize_prefix, parse_key, session_key
 from s3store.models import AgentSession, SessionId
+from s3store.writes import Outcome, extend, key_token, new_token, outcome
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -40,6 +41,7 @@ __all__ = [
     "InMemorySessionStore",
     "SessionStore",
     "StoredObject",
+    "StoredVersion",
 ]
 
 logger = logging.getLogger("s3store")
@@ -62,34 +64,40 @@ Concurrency = Literal["optimistic", "last-writer-wins"]
 
 
 class StoredObject:
-    """An object's bytes and the version tag (S3's ETag) they were stored under."""
+    """An object's bytes, the version tag (S3's ETag) they were stored under, and
+    its write history (see `s3store.writes`)."""
 
-    __slots__ = ("body", "version")
+    __slots__ = ("body", "version", "writes")
 
-    def __init__(self, body: bytes, version: str) -> None:
+    def __init__(self, body: bytes, version: str, writes: tuple[str, ...] = ()) -> None:
         self.body = body
         self.version = version
+        self.writes = writes
 
 
-class _SeenVersions:
-    """Which stored version each live session object was loaded or saved as.
+class StoredVersion(NamedTuple):
+    """An object's version tag and write history, without its bytes."""
 
-    Keyed by the object's identity, so two copies of a session carry their own
-    versions. An entry goes when its object is garbage-collected, so the map
-    never outgrows the sessions the program still holds.
-    """
+    version: str
+    writes: tuple[str, ...]
 
-    def __init__(self) -> None:
-        self._versions: dict[int, tuple[str, str]] = {}
 
-    def get(self, session: object, key: str) -> str | None:
-        seen = self._versions.get(id(session))
-        return seen[1] if seen is not None and seen[0] == key else None
+class _Seen(NamedTuple):
+    """The stored version a session object was loaded or saved as, and where."""
 
-    def remember(self, session: object, key: str, version: str) -> None:
-        if id(session) not in self._versions:
-            weakref.finalize(session, self._versions.pop, id(session), None)
-        self._versions[id(session)] = (key, version)
+    location: tuple[str | None, str]  # bucket and key
+    version: str
+    writes: tuple[str, ...]
+
+
+_SEEN = "__s3store_seen__"
+"""Where a session object carries its `_Seen`: an entry of its `__dict__`, which
+pydantic's serialization, equality and repr leave out and its copies keep, and
+which every pydantic model has, weak-referenceable or not."""
+
+_SUPERSEDED = ""
+"""The version of a session whose save landed but was built on by others since:
+saving that object again is a conflict, without a request."""
 
 
 def conflict(*, bucket: str | None, key: str) -> SessionConflictError:
@@ -134,14 +142,14 @@ class SessionStore(ABC, Generic[S]):
         self.concurrency: Concurrency = concurrency
         self.max_session_bytes = max_session_bytes
         self._adapter = TypeAdapter(model)
-        self._seen = _SeenVersions()
+        self._listed_foreign_key = False
 
     # -- the contract -------------------------------------------------------
 
     async def save(self, session: S) -> None:
         """Store the whole snapshot; raises `InvalidSessionIdError` if its id is None."""
         key = self._key(self._id_of(session))
-        await self._save(session, key, self._seen.get(session, key))
+        await self._save(session, key, self._seen(session, key))
 
     async def load(self, session_id: SessionId) -> S | None:
         """The stored session, or None when there is none.
@@ -153,7 +161,7 @@ class SessionStore(ABC, Generic[S]):
         if stored is None:
             return None
         session = self._decode(stored.body, key, session_id)
-        self._seen.remember(session, key, stored.version)
+        self._remember(session, key, stored.version, stored.writes)
         return session
 
     async def list(self) -> builtins.list[SessionId]:
@@ -162,10 +170,23 @@ class SessionStore(ABC, Generic[S]):
         for key in await self._list_keys():
             session_id = parse_key(self.prefix, key)
             if session_id is None:
-                logger.warning("list(): skipped %r, which is not a session key", key)
+                self._skipped_foreign_key(key)
             else:
                 ids.append(session_id)
         return ids
+
+    def _skipped_foreign_key(self, key: str) -> None:
+        # A shared prefix holds the same foreign objects at every listing: say so
+        # once per store, not once per object and call.
+        if self._listed_foreign_key:
+            logger.debug("list(): skipped %r, which is not a session key", key)
+            return
+        self._listed_foreign_key = True
+        logger.warning(
+            "list(): skipped %r, which is not a session key; other objects under the "
+            "prefix that are not sessions are logged at debug level",
+            key,
+        )
 
     async def delete(self, session_id: SessionId) -> None:
         """Delete a session; deleting one that does not exist is not an error."""
@@ -243,22 +264,39 @@ class SessionStore(ABC, Generic[S]):
         fn: Callable[[S | None], S | Awaitable[S]],
         *,
         attempts: int = 8,
+        idempotency_key: str | None = None,
     ) -> S:
         """Load, apply `fn`, save conditionally; on conflict reload and try again.
 
         `fn` receives the stored session, or None when there is none yet (it then
         returns a new session with this id). It may change the session in place
-        and return it, or return a new one; it may be async. It can run more than
-        once, so keep side effects out of it. Retries wait with jittered
-        exponential backoff. Returns the saved session; raises
-        `SessionConflictError` when the last of `attempts` still conflicts.
+        and return it, or return a new one; it may be async. Its change is stored
+        at most once: a save whose answer was lost is recognised from the stored
+        write history, even when others have built on it since, and is not
+        applied again. `fn` runs again only after a conflict, when its earlier
+        result was definitely not stored, so keep side effects out of it.
+        Retries wait with jittered exponential backoff.
+
+        `idempotency_key` (a Lambda request id, a queue message id: any text)
+        makes the change once per key: when the stored session already records
+        the key, it is returned as it is and `fn` is not called.
+
+        Returns the saved session. Raises `SessionConflictError` when the last of
+        `attempts` still conflicts (nothing of this call was stored), and
+        `WriteOutcomeUnknownError` when a lost answer's outcome can no longer be
+        told (see `s3store.writes`).
         """
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, not {attempts}")
         key = self._key(session_id)
+        token = None if idempotency_key is None else key_token(idempotency_key)
         for attempt in range(attempts):
             stored = await self._get(key)
             current = None if stored is None else self._decode(stored.body, key, session_id)
+            if current is not None and stored is not None:
+                self._remember(current, key, stored.version, stored.writes)
+                if token is not None and token in stored.writes:
+                    return current  # this key's change is already stored
             changed = fn(current)
             if inspect.isawaitable(changed):
                 changed = await changed
@@ -268,8 +306,9 @@ class SessionStore(ABC, Generic[S]):
                     f"update() of session {session_id} got back a session with id "
                     f"{self._id_of(session)}: fn must keep the id"
                 )
+            base = None if stored is None else StoredVersion(stored.version, stored.writes)
             try:
-                await self._save(session, key, None if stored is None else stored.version)
+                await self._save(session, key, base, token)
                 return session
             except SessionConflictError:
                 if attempt == attempts - 1:
@@ -284,13 +323,26 @@ class SessionStore(ABC, Generic[S]):
         """The object under `key`, or None when there is none."""
 
     @abstractmethod
-    async def _put(self, key: str, body: bytes, *, if_match: str | None, if_absent: bool) -> str:
-        """Write `body` under `key` and return its new version.
+    async def _put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_match: str | None,
+        if_absent: bool,
+        writes: tuple[str, ...],
+    ) -> str:
+        """Write `body` under `key`, with its write history, and return its new version.
 
         `if_match`: write only if the stored version is this one. `if_absent`:
         write only if nothing is stored. A failed condition raises
-        `SessionConflictError`.
+        `SessionConflictError`, whether or not an earlier, unanswered attempt of
+        the same request landed: `_save()` tells those apart.
         """
+
+    @abstractmethod
+    async def _stored_version(self, key: str) -> StoredVersion | None:
+        """The version and write history stored under `key`, or None when there is none."""
 
     @abstractmethod
     async def _list_keys(self) -> builtins.list[str]:
@@ -367,18 +419,64 @@ class SessionStore(ABC, Generic[S]):
     def _encode(self, session: S) -> bytes:
         return self._adapter.dump_json(session)
 
-    async def _save(self, session: S, key: str, seen_version: str | None) -> None:
+    async def _save(
+        self, session: S, key: str, base: StoredVersion | None, token: str | None = None
+    ) -> None:
+        """Write `session` over `base` (the version it was built on; None: nothing).
+
+        In optimistic mode the write is conditional on `base`. When the condition
+        fails, the stored write history decides whether this very write landed
+        before its answer was lost (then it succeeded) or not (a conflict).
+        """
         optimistic = self.concurrency == "optimistic"
+        if optimistic and base is not None and base.version == _SUPERSEDED:
+            raise conflict(bucket=self._bucket_name(), key=key)
         body = self._encode(session)
         if len(body) > self.max_session_bytes:
             raise self._too_large(f"session is {len(body):,} bytes as JSON", key)
-        version = await self._put(
-            key,
-            body,
-            if_match=seen_version if optimistic else None,
-            if_absent=optimistic and seen_version is None,
+        token = token or new_token()
+        written = extend(token, base.writes if base is not None else ())
+        try:
+            version = await self._put(
+                key,
+                body,
+                if_match=base.version if optimistic and base is not None else None,
+                if_absent=optimistic and base is None,
+                writes=written,
+            )
+        except SessionConflictError:
+            version = await self._lost_answer_outcome(key, token, base)
+        self._remember(session, key, version, written)
+
+    async def _lost_answer_outcome(self, key: str, token: str, base: StoredVersion | None) -> str:
+        """After a failed condition: the version to remember if the write landed after
+        all (an earlier attempt whose answer was lost), else the error to raise."""
+        stored = await self._stored_version(key)
+        base_writes = base.writes if base is not None else ()
+        found = outcome(token, base_writes, None if stored is None else stored.writes)
+        if found is Outcome.CURRENT and stored is not None:
+            return stored.version
+        if found is Outcome.SUPERSEDED:
+            return _SUPERSEDED
+        if found is Outcome.NOT_LANDED:
+            raise conflict(bucket=self._bucket_name(), key=key)
+        raise WriteOutcomeUnknownError(
+            "the save's answer was lost, and so many writes were built on the stored "
+            "session since that its write history no longer tells whether this one "
+            "landed. Load the session and check for the change before making it again",
+            bucket=self._bucket_name(),
+            key=key,
         )
-        self._seen.remember(session, key, version)
+
+    def _seen(self, session: S, key: str) -> StoredVersion | None:
+        """The version `session` (or the object it was copied from) was loaded or saved as."""
+        seen = session.__dict__.get(_SEEN)
+        if isinstance(seen, _Seen) and seen.location == (self._bucket_name(), key):
+            return StoredVersion(seen.version, seen.writes)
+        return None
+
+    def _remember(self, session: S, key: str, version: str, writes: tuple[str, ...]) -> None:
+        session.__dict__[_SEEN] = _Seen((self._bucket_name(), key), version, writes)
 
     def _decode(self, body: bytes, key: str, session_id: SessionId) -> S:
         try:
@@ -463,7 +561,15 @@ class InMemorySessionStore(SessionStore[S]):
     async def _get(self, key: str) -> StoredObject | None:
         return self._objects.get(key)
 
-    async def _put(self, key: str, body: bytes, *, if_match: str | None, if_absent: bool) -> str:
+    async def _put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        if_match: str | None,
+        if_absent: bool,
+        writes: tuple[str, ...],
+    ) -> str:
         current = self._objects.get(key)
         if (if_absent and current is not None) or (
             if_match is not None and (current is None or current.version != if_match)
@@ -472,8 +578,12 @@ class InMemorySessionStore(SessionStore[S]):
         # As S3's ETag for a plain PUT: the MD5 of the body, so the same bytes
         # keep their version and both stores see the same conflicts.
         version = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
-        self._objects[key] = StoredObject(body, version)
+        self._objects[key] = StoredObject(body, version, writes)
         return version
+
+    async def _stored_version(self, key: str) -> StoredVersion | None:
+        current = self._objects.get(key)
+        return None if current is None else StoredVersion(current.version, current.writes)
 
     async def _list_keys(self) -> builtins.list[str]:
         return sorted(self._objects)
