@@ -91,6 +91,16 @@ class SessionId(_Wire):
     def _order(self) -> tuple[int, bool, str]:
         return (self.id, self.external_id is not None, self.external_id or "")
 
+    # By id and external id alone: fields a newer writer added to the id are kept
+    # on round trip, but the same session is the same session.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionId):
+            return NotImplemented
+        return (self.id, self.external_id) == (other.id, other.external_id)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.external_id))
+
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, SessionId):
             return NotImplemented

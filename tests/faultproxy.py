@@ -11,7 +11,7 @@ import asyncio
 import enum
 import random
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import aiohttp
 
@@ -48,6 +48,8 @@ class FaultProxy:
         stall: float = 1.0,
         seed: int = 0,
         script: Iterable[Fault | None] = (),
+        methods: Iterable[str] | None = None,
+        after_applied: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if sum(rates.values()) > 1:
             raise ValueError("fault rates add up to more than 1")
@@ -59,6 +61,11 @@ class FaultProxy:
         self.requests = 0
         self._random = random.Random(seed)
         self._script = deque(script)  # drawn first, one per request, before the rates
+        # Only requests of these methods draw faults (None: every request).
+        self._methods = None if methods is None else frozenset(methods)
+        # Awaited when a request was applied and its answer is about to be lost: a
+        # rival writes while the client still waits for that answer.
+        self._after_applied = after_applied
         self._server: asyncio.Server | None = None
         self._http: aiohttp.ClientSession | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -119,7 +126,7 @@ class FaultProxy:
         body = await reader.readexactly(int(fields.get("content-length", "0")))
 
         self.requests += 1
-        fault = self._draw()
+        fault = self._draw() if self._methods is None or method in self._methods else None
         if fault is not None:
             self.injected[fault] += 1
         if fault is Fault.LATENCY:
@@ -155,6 +162,8 @@ class FaultProxy:
             middle = len(payload) // 2
             payload = payload[:middle] + bytes([payload[middle] ^ 0x20]) + payload[middle + 1 :]
         if fault is Fault.RESET_AFTER:
+            if self._after_applied is not None:
+                await self._after_applied()
             return False
         if fault is Fault.STALL:
             await asyncio.sleep(self.stall)  # the client has given up by now
