@@ -289,15 +289,18 @@ async def test_a_mixed_workload_through_20_percent_faults_loses_nothing(
     async with proxy as url, faulty_store(url, bucket) as store:
         await asyncio.gather(*(worker(store, ids[w::6], seed=w) for w in range(6)))
 
-    lost = corrupted = 0
+    lost = corrupted = applied_twice = 0
     listing = await s3.list_objects_v2(Bucket=bucket, Prefix="sessions/")
     stored: dict[str, bytes] = {}
     for item in listing.get("Contents", []):
         body = await (await s3.get_object(Bucket=bucket, Key=item["Key"]))["Body"].read()
         try:
-            AgentSession.model_validate_json(body)
+            parsed = AgentSession.model_validate_json(body)
         except ValueError:
             corrupted += 1
+        else:  # each update's message is unique: twice means one change applied twice
+            turns = Counter(m.content for m in parsed.chat_messages if m.content != "new")  # type: ignore[union-attr]
+            applied_twice += sum(1 for count in turns.values() if count > 1)
         stored[item["Key"]] = body
     for session_id in ids:
         key = f"sessions/{session_id.id}(user-{session_id.id}).json"
@@ -311,8 +314,9 @@ async def test_a_mixed_workload_through_20_percent_faults_loses_nothing(
         "errors_surfaced": dict(errors),
         "lost": lost,
         "corrupted": corrupted,
+        "applied_twice": applied_twice,
     }
     with capsys.disabled():
         print(f"\nfault run: {json.dumps(figures)}")
     assert sum(proxy.injected.values()) >= 0.15 * proxy.requests  # the faults were real
-    assert (lost, corrupted) == (0, 0)
+    assert (lost, corrupted, applied_twice) == (0, 0, 0)
