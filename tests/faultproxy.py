@@ -59,6 +59,7 @@ class FaultProxy:
         self.stall = stall
         self.injected: Counter[Fault] = Counter()
         self.requests = 0
+        self.by_method: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._script = deque(script)  # drawn first, one per request, before the rates
         # Only requests of these methods draw faults (None: every request).
@@ -126,6 +127,7 @@ class FaultProxy:
         body = await reader.readexactly(int(fields.get("content-length", "0")))
 
         self.requests += 1
+        self.by_method[method] += 1
         fault = self._draw() if self._methods is None or method in self._methods else None
         if fault is not None:
             self.injected[fault] += 1

@@ -192,6 +192,7 @@ async def test_lost_answers_under_rival_writers_apply_each_change_once(
     calls = 12 * 12
     figures = {
         "updates": calls,
+        "put_requests": proxy.by_method["PUT"],
         "put_answers_lost": proxy.injected[Fault.RESET_AFTER],
         "succeeded": len(acknowledged),
         "conflicts": len(refused),
@@ -203,7 +204,7 @@ async def test_lost_answers_under_rival_writers_apply_each_change_once(
     }
     with capsys.disabled():
         print(f"\nlost-answer run: {json.dumps(figures)}")
-    assert figures["put_answers_lost"] >= 0.15 * calls  # the losses were real
+    assert figures["put_answers_lost"] >= 0.2 * figures["put_requests"]  # the losses were real
     assert figures["applied_twice"] == 0
     assert figures["acknowledged_missing"] == 0
     assert figures["conflicts_applied"] == 0
