@@ -24,6 +24,7 @@ from botocore.exceptions import (
     FlexibleChecksumError,
     IncompleteReadError,
     NoCredentialsError,
+    ReadTimeoutError,
     ResponseStreamingError,
 )
 
@@ -83,16 +84,19 @@ DEFAULT_CONFIG = Config(
 )
 """The client settings a store starts from; a `config` passed to the store is merged over it."""
 
-_ACCESS_DENIED_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "KMS.AccessDeniedException",
-    }
+# What each refusal means, and what to do about it; any other 403 is a denial too.
+_DENIALS = {
+    "InvalidAccessKeyId": "S3 does not know these credentials' access key: use valid credentials",
+    "SignatureDoesNotMatch": (
+        "the request's signature does not match: the secret key is wrong for this access key"
+    ),
+    "ExpiredToken": "the session token has expired: refresh the credentials",
+    "TokenRefreshRequired": "the session token has expired: refresh the credentials",
+    "InvalidToken": "the session token is malformed or invalid: use valid credentials",
+}
+_PERMISSION = (
+    "grant these credentials access to the session prefix (terraform/ outputs the agent "
+    "policy) or use other credentials"
 )
 _DELETE_BATCH = 1000
 """The most keys one DeleteObjects request takes."""
@@ -103,12 +107,14 @@ _NO_CREDENTIALS = (
 )
 # Bucket names as S3 allows them (or an access point ARN, checked by S3 itself).
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|arn:.+")
-# A body that arrived cut short or altered: read it again rather than trust it.
+# A body that arrived cut short, altered or stalled: read it again rather than trust
+# it. botocore retries a request that fails, but not a body read after the answer began.
 _DAMAGED_BODY = (
     FlexibleChecksumError,
     IncompleteReadError,
     ResponseStreamingError,
     aiohttp.ClientPayloadError,
+    ReadTimeoutError,
 )
 
 
@@ -186,7 +192,7 @@ class S3SessionStore(SessionStore[S]):
         if max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be at least 1, not {max_attempts}")
         self.bucket = bucket
-        self._max_attempts = max_attempts
+        client_config, self._max_attempts = _client_config(max_attempts, config)
         self._gzip_above_bytes = gzip_above_bytes
         self._expected_bucket_owner = expected_bucket_owner
         # Sent with every PutObject, so a bucket policy that requires SSE-KMS accepts it.
@@ -205,9 +211,7 @@ class S3SessionStore(SessionStore[S]):
         self._client_options: dict[str, Any] = {
             "endpoint_url": endpoint_url,
             "region_name": region_name,
-            "config": DEFAULT_CONFIG.merge(
-                Config(retries={"mode": "standard", "total_max_attempts": max_attempts})
-            ).merge(config or Config()),
+            "config": client_config,
         }
         self._client: S3Client | None = None
         self._client_context: Any = None
@@ -321,6 +325,15 @@ class S3SessionStore(SessionStore[S]):
                 return await self._get_once(key)
             except _DamagedBody as exc:
                 damage = exc.__cause__
+        if isinstance(damage, ReadTimeoutError):
+            raise StorageError(
+                f"reading the body timed out in each of {self._max_attempts} reads: S3 or the "
+                "network is too slow; retry later, or raise the read_timeout of the store's config",
+                operation="GetObject",
+                code="ReadTimeout",
+                bucket=self.bucket,
+                key=key,
+            )
         raise CorruptSessionError(
             f"S3 sent a truncated or altered body in each of {self._max_attempts} reads "
             f"({damage!r}); nothing was loaded. If it persists, inspect the object",
@@ -609,10 +622,18 @@ class S3SessionStore(SessionStore[S]):
                 bucket=self.bucket,
                 key=key,
             )
-        if code in _ACCESS_DENIED_CODES or status == 403:
+        if code == "RequestTimeTooSkewed":
+            return StorageError(
+                f"S3 refused {operation} ({code}): this machine's clock differs from S3's by "
+                "more than 15 minutes, which no credentials fix: synchronise the clock (NTP)",
+                operation=operation,
+                code=code,
+                bucket=self.bucket,
+                key=key,
+            )
+        if code in _DENIALS or code == "AccessDenied" or status == 403:
             return AccessDeniedError(
-                f"S3 denied {operation} ({code}): grant these credentials access to the "
-                "session prefix (terraform/ outputs the agent policy) or use other credentials",
+                f"S3 denied {operation} ({code or status}): {_DENIALS.get(code, _PERMISSION)}",
                 bucket=self.bucket,
                 key=key,
             )
@@ -640,3 +661,23 @@ def _code(exc: ClientError) -> str:
 def _is_conflict(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return _code(exc) in _CONFLICT_CODES or status in (409, 412)
+
+
+def _client_config(max_attempts: int, config: Config | None) -> tuple[Config, int]:
+    """The client's config, and the attempts each request gets under it.
+
+    `Config.merge` replaces `retries` whole, so a user's `Config(retries={...})`
+    would silently drop standard mode: the user's retry settings are merged into
+    the store's instead, and a count the user gives wins over `max_attempts`.
+    """
+    retries: dict[str, Any] = {"mode": "standard", "total_max_attempts": max_attempts}
+    given = dict(getattr(config, "retries", None) or {})
+    if "max_attempts" in given or "total_max_attempts" in given:
+        del retries["total_max_attempts"]
+    retries.update(given)
+    merged = DEFAULT_CONFIG.merge(config or Config()).merge(Config(retries=cast(Any, retries)))
+    if "total_max_attempts" in retries:
+        attempts = int(retries["total_max_attempts"])
+    else:
+        attempts = int(retries["max_attempts"]) + 1  # botocore counts retries there
+    return merged, attempts

@@ -20,18 +20,25 @@ class Fault(enum.Enum):
     ERROR_500 = "500 InternalError"
     SLOWDOWN_503 = "503 SlowDown"
     CONFLICT_409 = "409 ConditionalRequestConflict"
+    BAD_GATEWAY_502 = "502 BadGateway"
+    SKEWED_403 = "403 RequestTimeTooSkewed"
+    UNKNOWN_KEY_403 = "403 InvalidAccessKeyId"
     RESET_BEFORE = "reset before the server saw the request"
     RESET_AFTER = "reset after the server applied the request"
     TRUNCATE = "response body cut short"
     ALTER = "response body altered"
     LATENCY = "added latency"
     STALL = "stall past the read timeout"
+    STALL_BODY = "body stalls past the read timeout, half sent"
 
 
 _ERRORS = {
     Fault.ERROR_500: (500, "Internal Server Error", "InternalError"),
     Fault.SLOWDOWN_503: (503, "Slow Down", "SlowDown"),
     Fault.CONFLICT_409: (409, "Conflict", "ConditionalRequestConflict"),
+    Fault.BAD_GATEWAY_502: (502, "Bad Gateway", "BadGateway"),
+    Fault.SKEWED_403: (403, "Forbidden", "RequestTimeTooSkewed"),
+    Fault.UNKNOWN_KEY_403: (403, "Forbidden", "InvalidAccessKeyId"),
 }
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "content-length"}
 
@@ -156,7 +163,7 @@ class FaultProxy:
                 (name.decode(), value.decode()) for name, value in response.raw_headers
             ]
 
-        if fault in (Fault.TRUNCATE, Fault.ALTER) and not payload:
+        if fault in (Fault.TRUNCATE, Fault.ALTER, Fault.STALL_BODY) and not payload:
             self.injected[fault] -= 1  # no body to damage: it becomes a reset after all
             fault = Fault.RESET_AFTER
             self.injected[fault] += 1
@@ -175,9 +182,11 @@ class FaultProxy:
         else:
             length = len(payload)
         writer.write(_response_head(status, reason, keep, length))
-        if fault is Fault.TRUNCATE:
+        if fault in (Fault.TRUNCATE, Fault.STALL_BODY):
             writer.write(payload[: len(payload) // 2])
             await writer.drain()
+            if fault is Fault.STALL_BODY:
+                await asyncio.sleep(self.stall)  # the client has given up by now
             return False
         writer.write(payload)
         await writer.drain()
