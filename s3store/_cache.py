@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from s3store.errors import ConfigurationError
 from s3store.store import StoredObject
 
 __all__ = ["BodyCache"]
@@ -18,7 +19,9 @@ class BodyCache:
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 1:
-            raise ValueError(f"a cache needs a positive size in bytes, not {max_bytes}")
+            raise ConfigurationError(
+                f"cache_bytes must be a positive size in bytes, not {max_bytes}"
+            )
         self.max_bytes = max_bytes
         self.size = 0
         self._entries: OrderedDict[str, StoredObject] = OrderedDict()

@@ -23,6 +23,7 @@ from typing_extensions import TypeVar  # a TypeVar default (PEP 696); pydantic b
 
 from s3store.errors import (
     BulkOperationError,
+    ConfigurationError,
     CorruptSessionError,
     InvalidSessionIdError,
     SessionConflictError,
@@ -132,9 +133,11 @@ class SessionStore(ABC, Generic[S]):
         max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
     ) -> None:
         if "id" not in model.model_fields:
-            raise TypeError(f"{model.__name__} has no `id` field: a session model needs one")
+            raise ConfigurationError(
+                f"{model.__name__} has no `id` field: a session model needs one"
+            )
         if concurrency not in ("optimistic", "last-writer-wins"):
-            raise ValueError(
+            raise ConfigurationError(
                 f"concurrency must be 'optimistic' or 'last-writer-wins', not {concurrency!r}"
             )
         self.prefix = normalize_prefix(prefix)
@@ -221,13 +224,15 @@ class SessionStore(ABC, Generic[S]):
         Each save is conditional as `save()`'s is (see the class docs). If any
         fails, every other one still completes and `BulkOperationError` is
         raised, with each failure (a `SessionConflictError`, say) in `.errors`.
-        Two sessions with the same id raise `ValueError` before any request.
+        Two sessions with the same id raise `InvalidSessionIdError` before any request.
         """
         by_id: dict[SessionId, S] = {}
         for session in sessions:
             session_id = self._id_of(session)
             if session_id in by_id:
-                raise ValueError(f"save_many() got session {session_id} twice: pass each once")
+                raise InvalidSessionIdError(
+                    f"save_many() got session {session_id} twice: pass each once"
+                )
             self._key(session_id)  # an invalid id fails here, before any request
             by_id[session_id] = session
 
@@ -287,7 +292,7 @@ class SessionStore(ABC, Generic[S]):
         told (see `s3store.writes`).
         """
         if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, not {attempts}")
+            raise ConfigurationError(f"attempts must be at least 1, not {attempts}")
         key = self._key(session_id)
         token = None if idempotency_key is None else key_token(idempotency_key)
         for attempt in range(attempts):
@@ -371,7 +376,7 @@ class SessionStore(ABC, Generic[S]):
         """
         limit = self._default_concurrency() if concurrency is None else concurrency
         if limit < 1:
-            raise ValueError(f"concurrency must be at least 1, not {limit}")
+            raise ConfigurationError(f"concurrency must be at least 1, not {limit}")
         errors: dict[T, SessionStoreError] = {}
         pending = iter(items)
 
