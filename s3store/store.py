@@ -96,6 +96,20 @@ _SEEN = "__s3store_seen__"
 pydantic's serialization, equality and repr leave out and its copies keep, and
 which every pydantic model has, weak-referenceable or not."""
 
+
+def _carried(session: BaseModel) -> _Seen | None:
+    """The `_Seen` a session object carries, if any.
+
+    pydantic's `validate_assignment` moves unknown `__dict__` entries of a model
+    with `extra="allow"` into its extras, which are serialized: take it back.
+    """
+    extra = session.__pydantic_extra__
+    if extra is not None and _SEEN in extra:
+        session.__dict__[_SEEN] = extra.pop(_SEEN)
+    seen = session.__dict__.get(_SEEN)
+    return seen if isinstance(seen, _Seen) else None
+
+
 _SUPERSEDED = ""
 """The version of a session whose save landed but was built on by others since:
 saving that object again is a conflict, without a request."""
@@ -434,6 +448,7 @@ class SessionStore(ABC, Generic[S]):
         before its answer was lost (then it succeeded) or not (a conflict).
         """
         optimistic = self.concurrency == "optimistic"
+        _carried(session)  # so that it is not encoded
         if optimistic and base is not None and base.version == _SUPERSEDED:
             raise conflict(bucket=self._bucket_name(), key=key)
         body = self._encode(session)
@@ -475,8 +490,8 @@ class SessionStore(ABC, Generic[S]):
 
     def _seen(self, session: S, key: str) -> StoredVersion | None:
         """The version `session` (or the object it was copied from) was loaded or saved as."""
-        seen = session.__dict__.get(_SEEN)
-        if isinstance(seen, _Seen) and seen.location == (self._bucket_name(), key):
+        seen = _carried(session)
+        if seen is not None and seen.location == (self._bucket_name(), key):
             return StoredVersion(seen.version, seen.writes)
         return None
 

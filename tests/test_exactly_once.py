@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from s3store import (
     AgentSession,
@@ -325,3 +325,36 @@ async def test_a_session_id_with_an_unknown_field_loads_and_updates(
     stored = await store._get(session_key(store.prefix, SID))
     assert stored is not None
     assert json.loads(stored.body)["id"] == {"id": 1, "external_id": "user", "tenant": "acme"}
+
+
+class Assigned(BaseModel):
+    """A model that validates assignments and keeps unknown fields."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="allow")
+    id: SessionId
+    n: int = 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "s3"])
+async def test_a_validating_model_keeps_its_version_and_stores_no_trace_of_it(
+    kind: str, moto_url: str, bucket: str, s3: S3Client
+) -> None:
+    store: SessionStore[Assigned]
+    if kind == "memory":
+        store = InMemorySessionStore(model=Assigned)
+    else:
+        store = S3SessionStore(bucket, endpoint_url=moto_url, region_name=REGION, model=Assigned)
+        await store.open()
+    try:
+        await store.save(Assigned(id=SID))
+        loaded = await store.load(SID)
+        assert loaded is not None
+        loaded.n = 1  # pydantic moves unknown __dict__ entries into the extras here
+        await store.save(loaded)  # still the version it was loaded at: no conflict
+        assert loaded.model_dump() == {"id": {"id": 1, "external_id": "user"}, "n": 1}
+        if isinstance(store, S3SessionStore):
+            body = await (await s3.get_object(Bucket=bucket, Key=KEY))["Body"].read()
+            assert json.loads(body) == loaded.model_dump()
+    finally:
+        if isinstance(store, S3SessionStore):
+            await store.close()
