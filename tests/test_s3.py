@@ -80,7 +80,7 @@ async def test_list_skips_and_logs_names_it_does_not_write(
     await s3_store.save(AgentSession(id=SessionId(1)))
     for key in ["sessions/notes.txt", "sessions/01.json", "sessions/sub/2.json", "other/3.json"]:
         await s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
-    with caplog.at_level(logging.WARNING, logger="s3store"):
+    with caplog.at_level(logging.DEBUG, logger="s3store"):  # the first as a warning
         assert await s3_store.list() == [SessionId(1)]
     skipped = " ".join(record.getMessage() for record in caplog.records)
     assert "sessions/notes.txt" in skipped
