@@ -9,7 +9,7 @@ import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -24,11 +24,13 @@ from botocore.exceptions import (
     FlexibleChecksumError,
     IncompleteReadError,
     NoCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
     ResponseStreamingError,
 )
 
 from s3store._cache import BodyCache
+from s3store._loopbound import LoopBound, OtherLoopError
 from s3store._tuning import tune_client
 from s3store.errors import (
     AccessDeniedError,
@@ -141,15 +143,15 @@ class Purged:
 class S3SessionStore(SessionStore[S]):
     """Sessions as JSON objects under `prefix` in an S3 bucket.
 
-    One aioboto3 client serves the store while it is open::
+    One aioboto3 client per event loop serves the store::
 
-        async with S3SessionStore("my-bucket") as store:
-            await store.save(session)
+        store = S3SessionStore("my-bucket")
+        await store.save(session)
 
-    The client belongs to the event loop that opened it. A store made once at
-    module level can be opened again on each new loop, as a Lambda handler that
-    calls `asyncio.run()` per invocation does: open it with `async with` inside
-    each invocation.
+    The client follows the event loop: it is opened on first use on the running
+    loop and closed when that loop ends, so a store made once at module level
+    serves every `asyncio.run()` of a process. `async with store:` (or `open()`
+    and `close()`) gives it an explicit lifetime instead.
     """
 
     def __init__(
@@ -207,16 +209,21 @@ class S3SessionStore(SessionStore[S]):
         )
         # Opt-in: only a long-lived process (a warm Lambda container) gains from it.
         self._cache = BodyCache(cache_bytes) if cache_bytes else None
-        self._session = session or aioboto3.Session()
+        try:
+            self._session = session or aioboto3.Session()
+        except ProfileNotFound as exc:
+            raise ConfigurationError(
+                f"{exc}: set AWS_PROFILE to a profile of your AWS config, or unset it",
+                bucket=bucket,
+            ) from None
         self._client_options: dict[str, Any] = {
             "endpoint_url": endpoint_url,
             "region_name": region_name,
             "config": client_config,
         }
-        self._client: S3Client | None = None
-        self._client_context: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._depth = 0
+        self._clients = LoopBound(self._open_client)
+        self._depth = 0  # open() calls not yet matched by close(), on `_depth_loop`
+        self._depth_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
@@ -261,59 +268,63 @@ class S3SessionStore(SessionStore[S]):
         await self.close()
 
     async def open(self) -> None:
-        """Open the client on the running event loop (`async with` calls this)."""
+        """Open the client on the running event loop now, rather than on first use.
+
+        `async with store:` calls this, and `close()` at its end; nested and
+        concurrent `async with` blocks on one loop share one client, closed when
+        the last of them ends.
+        """
+        await self._client()
         loop = asyncio.get_running_loop()
-        if self._client is not None and self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
-                raise SessionStoreError(
-                    "this store is open on another, still running event loop: close it "
-                    "there first, or make one store per loop",
-                    bucket=self.bucket,
-                )
-            # That loop ended without closing us; its connections ended with it.
-            self._forget_client()
-        if self._client is None:
-            # aioboto3 returns aiobotocore's coroutine here; its stubs say otherwise.
-            credentials = cast(Awaitable[object], self._session.get_credentials())
-            if await credentials is None:
-                raise ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket)
-            self._client_context = self._session.client("s3", **self._client_options)
-            self._client = await self._client_context.__aenter__()
-            tune_client(self._client)
-            if self._expected_bucket_owner is not None:
-                # On every request that takes it, paginated ones included.
-                self._client.meta.events.register(
-                    "before-parameter-build.s3", self._add_expected_bucket_owner
-                )
-            self._loop = loop
-        self._depth += 1
+        self._depth = self._depth + 1 if self._depth_loop is loop else 1
+        self._depth_loop = loop
 
     async def close(self) -> None:
-        """Close the client once every `open()` has been matched by a `close()`."""
-        if self._depth == 0:
+        """Close the running loop's client now (or, inside nested `async with`
+        blocks, when the outermost ends). A later use opens a new one."""
+        if self._depth_loop is asyncio.get_running_loop() and self._depth > 1:
+            self._depth -= 1
             return
-        self._depth -= 1
-        if self._depth == 0 and self._client_context is not None:
-            context = self._client_context
-            self._forget_client()
-            await context.__aexit__(None, None, None)
+        self._depth = 0
+        await self._clients.close()
+
+    async def _client(self) -> S3Client:
+        """The client of the running event loop, opened on first use (see `_loopbound`)."""
+        try:
+            return await self._clients.get()
+        except OtherLoopError:
+            raise SessionStoreError(
+                "this store's client is open on another event loop that is still running: "
+                "make one store per event loop (per thread)",
+                bucket=self.bucket,
+            ) from None
+
+    async def _open_client(self, stack: AsyncExitStack) -> S3Client:
+        try:
+            # aioboto3 returns aiobotocore's coroutine here; its stubs say otherwise.
+            credentials = await cast(Awaitable[object], self._session.get_credentials())
+            if credentials is None:
+                raise ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket)
+            client = await stack.enter_async_context(
+                self._session.client("s3", **self._client_options)
+            )
+        except BotoCoreError as exc:  # a missing profile, a failing credential_process, ...
+            raise ConfigurationError(
+                f"the AWS configuration could not be used: {exc}. Fix the profile "
+                "(AWS_PROFILE), the credentials or the region",
+                bucket=self.bucket,
+            ) from exc
+        tune_client(client)
+        if self._expected_bucket_owner is not None:
+            # On every request that takes it, paginated ones included.
+            client.meta.events.register(
+                "before-parameter-build.s3", self._add_expected_bucket_owner
+            )
+        return client
 
     def _add_expected_bucket_owner(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         if "ExpectedBucketOwner" in model.input_shape.members:
             params.setdefault("ExpectedBucketOwner", self._expected_bucket_owner)
-
-    def _forget_client(self) -> None:
-        self._client = self._client_context = self._loop = None
-        self._depth = 0
-
-    def _open_client(self) -> S3Client:
-        if self._client is None or self._loop is not asyncio.get_running_loop():
-            raise SessionStoreError(
-                "the store is not open on this event loop: use `async with store:` around "
-                "the work (once per asyncio.run() call)",
-                bucket=self.bucket,
-            )
-        return self._client
 
     # -- the four primitives ---------------------------------------------------
 
@@ -343,7 +354,7 @@ class S3SessionStore(SessionStore[S]):
         )
 
     async def _get_once(self, key: str) -> StoredObject | None:
-        client = self._open_client()
+        client = await self._client()
         with self._errors("GetObject", key):
             cached = self._cache.get(key) if self._cache is not None else None
             unless: dict[str, Any] = {} if cached is None else {"IfNoneMatch": cached.version}
@@ -400,7 +411,7 @@ class S3SessionStore(SessionStore[S]):
         if_absent: bool,
         writes: tuple[str, ...],
     ) -> str:
-        client = self._open_client()
+        client = await self._client()
         options: dict[str, Any] = {**self._encryption, "Metadata": {METADATA_KEY: encode(writes)}}
         if if_match is not None:
             options["IfMatch"] = if_match
@@ -437,7 +448,7 @@ class S3SessionStore(SessionStore[S]):
 
     async def _head(self, key: str) -> Any:
         """The HeadObject answer for `key`, or None when there is no object."""
-        client = self._open_client()
+        client = await self._client()
         with self._errors("HeadObject", key):
             try:
                 return await client.head_object(Bucket=self.bucket, Key=key)
@@ -450,7 +461,7 @@ class S3SessionStore(SessionStore[S]):
         return [item["Key"] async for item in self._listing()]
 
     async def _listing(self) -> AsyncIterator[Any]:
-        client = self._open_client()
+        client = await self._client()
         with self._errors("ListObjectsV2", None):
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(
@@ -460,7 +471,7 @@ class S3SessionStore(SessionStore[S]):
                     yield item
 
     async def _delete(self, key: str) -> None:
-        client = self._open_client()
+        client = await self._client()
         self._uncache(key)
         with self._errors("DeleteObject", key):
             await client.delete_object(Bucket=self.bucket, Key=key)
@@ -549,7 +560,7 @@ class S3SessionStore(SessionStore[S]):
         module's eraser policy). In an unversioned bucket it deletes the object.
         """
         key = self._key(session_id)
-        client = self._open_client()
+        client = await self._client()
         versions: builtins.list[dict[str, str]] = []
         markers = 0
         with self._errors("ListObjectVersions", key):
@@ -570,7 +581,7 @@ class S3SessionStore(SessionStore[S]):
 
     async def _delete_objects(self, objects: builtins.list[Any], key: str | None) -> Any:
         """One quiet DeleteObjects request; the per-key failures S3 reports."""
-        client = self._open_client()
+        client = await self._client()
         with self._errors("DeleteObjects", key):
             response = await client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}

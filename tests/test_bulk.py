@@ -90,7 +90,7 @@ async def test_delete_many_uses_batches_of_1000(s3_store: S3SessionStore, s3: ob
     def count(params: dict[str, object], **_: object) -> None:
         calls.append(len(params["Delete"]["Objects"]))  # type: ignore[index]
 
-    client = s3_store._open_client()
+    client = await s3_store._client()
     client.meta.events.register("provide-client-params.s3.DeleteObjects", count)
     try:
         await s3_store.save_many(sessions(1001), concurrency=32)
@@ -107,7 +107,7 @@ async def test_delete_many_reports_keys_s3_refused(s3_store: S3SessionStore) -> 
     def refuse(parsed: dict[str, object], **_: object) -> None:
         parsed["Errors"] = [{"Key": "sessions/1.json", "Code": "InternalError", "Message": "x"}]
 
-    client = s3_store._open_client()
+    client = await s3_store._client()
     client.meta.events.register("after-call.s3.DeleteObjects", refuse)
     try:
         with pytest.raises(BulkOperationError) as failure:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,8 +26,8 @@ async def cached_store(moto_url: str, bucket: str) -> AsyncIterator[S3SessionSto
         yield store
 
 
-@contextmanager
-def get_requests(store: S3SessionStore) -> Iterator[list[dict[str, Any]]]:
+@asynccontextmanager
+async def get_requests(store: S3SessionStore) -> AsyncIterator[list[dict[str, Any]]]:
     """What each GetObject of the store's client sent and got back (status)."""
     seen: list[dict[str, Any]] = []
 
@@ -37,7 +37,7 @@ def get_requests(store: S3SessionStore) -> Iterator[list[dict[str, Any]]]:
     def after(response: Any, **_: Any) -> None:
         seen[-1]["status"] = response[0].status_code  # (http response, parsed)
 
-    events = store._open_client().meta.events
+    events = (await store._client()).meta.events
     events.register("before-send.s3.GetObject", before)
     events.register("needs-retry.s3.GetObject", after)
     try:
@@ -55,7 +55,7 @@ async def test_a_cached_load_is_conditional_and_reuses_the_body(
     cached_store: S3SessionStore,
 ) -> None:
     await cached_store.save(session(1))
-    with get_requests(cached_store) as seen:
+    async with get_requests(cached_store) as seen:
         first = await cached_store.load(SessionId(1))
         second = await cached_store.load(SessionId(1))
     assert first == second == session(1)
@@ -70,7 +70,7 @@ async def test_a_session_changed_elsewhere_is_loaded_fresh(
     await cached_store.save(session(2))
     changed = session(2, "changed by another writer").model_dump_json().encode()
     await s3.put_object(Bucket=bucket, Key="sessions/2.json", Body=changed)
-    with get_requests(cached_store) as seen:
+    async with get_requests(cached_store) as seen:
         loaded = await cached_store.load(SessionId(2))
         again = await cached_store.load(SessionId(2))
     assert loaded == again == session(2, "changed by another writer")
@@ -110,7 +110,7 @@ async def test_deletes_evict(cached_store: S3SessionStore) -> None:
 
 async def test_the_cache_is_off_by_default(s3_store: S3SessionStore) -> None:
     await s3_store.save(session(5))
-    with get_requests(s3_store) as seen:
+    async with get_requests(s3_store) as seen:
         await s3_store.load(SessionId(5))
     assert seen == [{"if_none_match": None, "status": 200}]
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
 import logging
 import urllib.request
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
@@ -23,7 +20,6 @@ from s3store import (
     CorruptSessionError,
     S3SessionStore,
     SessionId,
-    SessionStoreError,
     UserMessage,
 )
 from tests.conftest import REGION
@@ -191,43 +187,6 @@ async def test_unknown_credentials_raise_access_denied(moto_url: str, bucket: st
         async with S3SessionStore(bucket, endpoint_url=moto_url) as store:  # "testing" keys
             with pytest.raises(AccessDeniedError, match="InvalidAccessKeyId"):
                 await store.load(SessionId(1))
-
-
-async def test_a_store_that_is_not_open_says_how_to_open_it(bucket: str) -> None:
-    store = S3SessionStore(bucket)
-    with pytest.raises(SessionStoreError, match="async with store"):
-        await store.load(SessionId(1))
-
-
-def test_a_module_level_store_serves_one_asyncio_run_per_invocation(
-    moto_url: str, bucket: str
-) -> None:
-    store = S3SessionStore(bucket, endpoint_url=moto_url)  # as at a Lambda module's top
-
-    async def invocation(turn: int) -> int:
-        async with store:
-            session = await store.load(SessionId(1)) or AgentSession(id=SessionId(1))
-            session.chat_messages.append(UserMessage(content=f"turn {turn}"))
-            await store.save(session)
-            return len(session.chat_messages)
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert [asyncio.run(invocation(turn)) for turn in range(3)] == [1, 2, 3]
-        gc.collect()
-    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert leaks == []
-    assert "Unclosed" not in " ".join(str(w.message) for w in caught)
-
-
-async def test_nested_opens_share_one_client(moto_url: str, bucket: str) -> None:
-    store = S3SessionStore(bucket, endpoint_url=moto_url)
-    async with store:
-        async with store:
-            await store.save(AgentSession(id=SessionId(1)))
-        assert await store.load(SessionId(1)) is not None  # the outer open still holds
-    with pytest.raises(SessionStoreError, match="not open"):
-        await store.list()
 
 
 def test_from_env_reads_bucket_and_prefix() -> None:

@@ -19,7 +19,7 @@ async def test_puts_skip_expect_but_keep_their_checksum(s3_store: S3SessionStore
     def record(request: Any, **_: Any) -> None:
         sent.append(dict(request.headers))
 
-    events = s3_store._open_client().meta.events
+    events = (await s3_store._client()).meta.events
     events.register("before-send.s3.PutObject", record)
     try:
         await s3_store.save(AgentSession(id=SessionId(1, "a/b")))
@@ -90,7 +90,7 @@ async def test_only_the_stores_client_gets_the_fast_parser(s3_store: S3SessionSt
     assert info.last_modified.tzinfo is not None
     (listed,) = [item for item in await s3_store.list_info() if item.session_id == SessionId(7)]
     assert abs((listed.last_modified - info.last_modified).total_seconds()) < 1
-    client: Any = s3_store._open_client()
+    client: Any = await s3_store._client()
     async with s3_store._session.client("s3", **s3_store._client_options) as other:
         factory: Any = other._endpoint._response_parser_factory  # type: ignore[attr-defined]
         assert "timestamp_parser" not in factory._defaults
