@@ -15,7 +15,15 @@ from typing import Any
 
 from benchmarks.common import LATENCY, Options, Result, fake_credentials, servers
 
-CASES = ("client_cpu", "serverless_turn", "bulk", "list", "cold_start", "serialize")
+CASES = (
+    "client_cpu",
+    "serverless_turn",
+    "lambda_invocation",
+    "bulk",
+    "list",
+    "cold_start",
+    "serialize",
+)
 PACKAGES = (
     "s3store",
     "aioboto3",

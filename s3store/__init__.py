@@ -34,6 +34,7 @@ from s3store.models import (
     UserMessage,
 )
 from s3store.s3 import Purged, S3SessionStore, SessionInfo
+from s3store.serverless import lambda_handler
 from s3store.store import Concurrency, InMemorySessionStore, SessionStore
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "UrlImage",
     "UserMessage",
     "WriteOutcomeUnknownError",
+    "lambda_handler",
 ]
 
 __version__ = "0.1.0"

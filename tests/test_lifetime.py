@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import logging
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any, TypeVar
 
 import aioboto3
 import pytest
 
-from s3store import AgentSession, S3SessionStore, SessionId, SessionStoreError, UserMessage
+from s3store import (
+    AgentSession,
+    S3SessionStore,
+    SessionId,
+    SessionStoreError,
+    UserMessage,
+    serverless,
+)
 from tests.conftest import REGION
 
 SID = SessionId(1)
@@ -184,3 +194,58 @@ def test_a_store_running_on_another_loop_says_so(moto_url: str, bucket: str) -> 
         release.set()
         thread.join()
     assert asyncio.run(store.list()) == []  # that loop is gone: this one opens its own
+
+
+# -- the README's Lambda handler ------------------------------------------------------------
+
+HANDLER = Path(__file__).parents[1] / "terraform" / "examples" / "lambda" / "handler.py"
+
+
+def load_handler(
+    monkeypatch: pytest.MonkeyPatch, moto_url: str, bucket: str, counting: CountingSession
+) -> ModuleType:
+    """The example handler as Lambda imports it, its store counting the clients it opens."""
+    monkeypatch.setenv("S3STORE_BUCKET", bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    spec = importlib.util.spec_from_file_location("lambda_handler_under_test", HANDLER)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.store = S3SessionStore.from_env(session=counting)
+    return module
+
+
+def invocation(request_id: str) -> SimpleNamespace:
+    """What Lambda passes as `context`, as far as the handler reads it."""
+    return SimpleNamespace(aws_request_id=request_id)
+
+
+def test_the_readme_shows_the_example_handler() -> None:
+    example = HANDLER.read_text()
+    readme = (HANDLER.parents[3] / "README.md").read_text()
+    assert example[example.index("from typing import Any") :] in readme
+
+
+def test_the_handler_per_loop_and_warm(
+    monkeypatch: pytest.MonkeyPatch, moto_url: str, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    counting = CountingSession()
+    module = load_handler(monkeypatch, moto_url, bucket, counting)
+    event = {"session": 7, "text": "hi"}
+    with no_leaks(caplog):
+        # The old pattern: a new loop per invocation, so a new client each time.
+        for turn in range(3):
+            result = asyncio.run(module.handler.__wrapped__(event, invocation(f"cold-{turn}")))
+            assert result == {"messages": turn + 1}
+        assert (counting.opened, counting.closed) == (3, 3)
+        # @lambda_handler: one loop for the process, one client for every invocation.
+        for turn in range(3):
+            assert module.handler(event, invocation(f"warm-{turn}")) == {"messages": turn + 4}
+        assert (counting.opened, counting.closed) == (4, 3)
+        # Lambda retries an invocation that had saved: its turn is not added again.
+        assert module.handler(event, invocation("warm-2")) == {"messages": 6}
+        serverless.shutdown()
+    assert (counting.opened, counting.closed) == (4, 4)
+    stored = asyncio.run(module.store.load(SessionId(7)))
+    assert texts(stored) == ["hi"] * 6

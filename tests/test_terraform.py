@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aioboto3
@@ -39,6 +40,7 @@ from s3store import (
     S3SessionStore,
     SessionId,
     UserMessage,
+    serverless,
 )
 from s3store.s3 import ENV_BUCKET, ENV_PREFIX
 
@@ -443,9 +445,13 @@ def test_the_lambda_example_handler_runs_against_the_module_s_bucket(
     assert spec.loader is not None
     handler = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(handler)
-    # Two invocations, each with its own asyncio.run() loop, as warm Lambda calls are.
-    assert handler.handler({"session": 6, "text": "hi"}, None) == {"messages": 1}
-    assert handler.handler({"session": 6, "text": "again"}, None) == {"messages": 2}
+    # Two warm invocations on the process's one event loop, as Lambda makes them.
+    try:
+        for turn, text in enumerate(["hi", "again"], start=1):
+            context = SimpleNamespace(aws_request_id=f"request-{turn}")
+            assert handler.handler({"session": 6, "text": text}, context) == {"messages": turn}
+    finally:
+        serverless.shutdown()
 
 
 def test_a_second_plan_shows_no_drift(stack: Stack) -> None:

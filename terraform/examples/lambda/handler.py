@@ -7,29 +7,25 @@ configures itself: `S3SessionStore.from_env()` and nothing else. Event:
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from s3store import AgentSession, S3SessionStore, SessionId, UserMessage
+from s3store import AgentSession, S3SessionStore, SessionId, UserMessage, lambda_handler
 
-# Module level, so that warm invocations reuse it; making it does no I/O.
+# Module level: made once per process, with no I/O. Its client opens on first use
+# and lives on the process's one event loop, so warm invocations reuse it.
 store: S3SessionStore = S3SessionStore.from_env()
 
 
-def handler(event: dict[str, Any], context: object) -> dict[str, int]:
+@lambda_handler  # one event loop for the process, not one per invocation
+async def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     session_id = SessionId(int(event["session"]), event.get("external_id"))
-    return {"messages": asyncio.run(turn(session_id, str(event["text"])))}
 
+    def add_message(session: AgentSession | None) -> AgentSession:
+        session = session or AgentSession(id=session_id)
+        session.chat_messages.append(UserMessage(content=str(event["text"])))
+        return session
 
-async def turn(session_id: SessionId, text: str) -> int:
-    # Each asyncio.run() is a new event loop: open the store's client on it, and
-    # close it before the loop ends.
-    async with store:
-
-        def add_message(session: AgentSession | None) -> AgentSession:
-            session = session or AgentSession(id=session_id)
-            session.chat_messages.append(UserMessage(content=text))
-            return session
-
-        session = await store.update(session_id, add_message)
-        return len(session.chat_messages)
+    # Lambda retries an invocation that failed after it saved: the request id
+    # makes the retry find its turn already stored instead of adding it again.
+    session = await store.update(session_id, add_message, idempotency_key=context.aws_request_id)
+    return {"messages": len(session.chat_messages)}
