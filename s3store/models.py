@@ -7,13 +7,16 @@ written back, so a newer writer's data survives a round trip through this reader
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -25,12 +28,14 @@ from pydantic import (
 from s3store.errors import InvalidSessionIdError
 
 __all__ = [
+    "U64",
     "AgentSession",
     "AssistantMessage",
     "Base64Image",
     "ChatMessage",
     "CustomMessage",
     "Image",
+    "ImageDetail",
     "RunState",
     "SessionId",
     "SystemMessage",
@@ -38,9 +43,67 @@ __all__ = [
     "ToolMessage",
     "UrlImage",
     "UserMessage",
+    "find_invalid",
 ]
 
 _U64_MAX = 2**64 - 1
+_I64_MIN = -(2**63)
+
+
+def _u64(value: int) -> int:
+    # On the way out too: a value assigned after validation must not reach storage.
+    if not 0 <= value <= _U64_MAX:
+        raise ValueError(f"{value} is outside agent-base's unsigned 64-bit range")
+    return value
+
+
+U64 = Annotated[int, Field(ge=0, le=_U64_MAX), PlainSerializer(_u64, when_used="json")]
+"""An unsigned 64-bit integer, as agent-base's `u64` and `usize` counters are."""
+
+
+def _json_value(value: Any, where: tuple[str, ...] = ()) -> Any:
+    """`value` as serde_json holds it exactly, object keys sorted as serde_json writes
+    them; raises `ValueError` naming where (a dotted path within it) it is not."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        _check_text(value, where)
+        return value
+    if isinstance(value, int):
+        if not _I64_MIN <= value <= _U64_MAX:
+            raise _not_json(where, f"{value} is outside the 64-bit integers")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _not_json(where, f"{value} is not a finite number")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, (*where, str(index))) for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise _not_json(where, f"the object key {key!r} is not text")
+            _check_text(key, where)
+        return {key: _json_value(value[key], (*where, key)) for key in sorted(value)}
+    raise _not_json(where, f"a {type(value).__name__} is not a JSON value")
+
+
+def _check_text(text: str, where: tuple[str, ...]) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise _not_json(where, "text with a lone surrogate is not valid Unicode") from None
+
+
+def _not_json(where: tuple[str, ...], problem: str) -> ValueError:
+    return ValueError(f"at {'.'.join(where)}: {problem}" if where else problem)
+
+
+JsonValue = Annotated[
+    Any, AfterValidator(_json_value), PlainSerializer(_json_value, when_used="json")
+]
+"""Any JSON value within serde_json's exact domain: integers within signed or
+unsigned 64-bit, finite floats, valid Unicode. Written with object keys sorted."""
 _SESSION_ID_TEXT = re.compile(r"(0|[1-9][0-9]*)(?:\((.*)\))?", re.DOTALL)
 
 
@@ -59,7 +122,7 @@ class SessionId(_Wire):
 
     model_config = ConfigDict(frozen=True)
 
-    id: Annotated[int, Field(ge=0, le=_U64_MAX, strict=True)]
+    id: Annotated[U64, Field(strict=True)]
     external_id: str | None = None
 
     def __init__(self, id: int, external_id: str | None = None, **extra: Any) -> None:
@@ -156,13 +219,17 @@ def _externally_tagged(
     return PlainValidator(validate), WrapSerializer(serialize)
 
 
+ImageDetail = Literal["Low", "High", "Auto"]
+"""How closely a model should look at an image: agent-base's `ImageDetail` enum."""
+
+
 class UrlImage(_Variant):
     """An image given by URL. Wire form: `{"Url": {"url", "detail"?}}`."""
 
     omit_when_empty = ("detail",)
 
     url: str
-    detail: str | None = None
+    detail: ImageDetail | None = None
 
 
 class Base64Image(_Variant):
@@ -172,7 +239,7 @@ class Base64Image(_Variant):
 
     data: str
     media_type: str | None = None
-    detail: str | None = None
+    detail: ImageDetail | None = None
 
 
 _image_validator, _image_serializer = _externally_tagged(
@@ -182,18 +249,26 @@ Image = Annotated[UrlImage | Base64Image, _image_validator, _image_serializer]
 
 
 class SystemMessage(_Variant):
-    """Wire form: `{"System": {"content"}}`."""
+    """Wire form: `{"System": {"content"}}`.
+
+    `ephemeral`, which agent-base reads but never writes, is read and not written.
+    """
 
     content: str
+    ephemeral: bool = Field(default=False, exclude=True)
 
 
 class UserMessage(_Variant):
-    """Wire form: `{"User": {"content", "images"?}}`; images are omitted when empty."""
+    """Wire form: `{"User": {"content", "images"?}}`; images are omitted when empty.
+
+    `ephemeral`, which agent-base reads but never writes, is read and not written.
+    """
 
     omit_when_empty = ("images",)
 
     content: str
     images: list[Image] = Field(default_factory=list)
+    ephemeral: bool = Field(default=False, exclude=True)
 
 
 class ToolCall(_Wire):
@@ -205,25 +280,34 @@ class ToolCall(_Wire):
 
 
 class AssistantMessage(_Variant):
-    """Wire form: `{"Assistant": {"content", "reasoning_content", "tool_calls"}}` (nulls kept)."""
+    """Wire form: `{"Assistant": {"content", "reasoning_content", "thinking_signature"?,
+    "tool_calls"}}`: nulls written, except `thinking_signature`, omitted when None."""
+
+    omit_when_empty = ("thinking_signature",)
 
     content: str | None = None
     reasoning_content: str | None = None
+    thinking_signature: str | None = None
     tool_calls: list[ToolCall] | None = None
 
 
 class ToolMessage(_Variant):
-    """A tool's result. Wire form: `{"Tool": {"tool_call_id", "content"}}`."""
+    """A tool's result. Wire form: `{"Tool": {"tool_call_id", "name", "content"}}`;
+    `name` is written as null when None, as agent-base writes it."""
 
     tool_call_id: str
+    name: str | None = None
     content: str
 
 
 class CustomMessage(_Variant):
-    """An application-defined message. Wire form: `{"Custom": {"role", "data"}}`."""
+    """An application-defined message. Wire form: `{"Custom": {"role", "data"}}`.
+
+    `data` is any JSON value agent-base holds exactly (see `JsonValue`).
+    """
 
     role: str
-    data: Any
+    data: JsonValue
 
 
 _message_validator, _message_serializer = _externally_tagged(
@@ -242,18 +326,18 @@ ChatMessage = Annotated[
     _message_serializer,
 ]
 
-_Count = Annotated[int, Field(ge=0)]
-
 
 class RunState(_Wire):
-    """Counters of the current agent run."""
+    """Counters of the current agent run (agent-base 0.9: eight fields)."""
 
-    turn_tool_calls: _Count = 0
+    turn_tool_calls: U64 = 0
     run_has_tool_calls: bool = False
-    reasoning_only_strikes: _Count = 0
-    empty_response_strikes: _Count = 0
-    nudge_count: _Count = 0
+    reasoning_only_strikes: U64 = 0
+    empty_response_strikes: U64 = 0
+    nudge_count: U64 = 0
     thinking_disabled_for_rest_of_run: bool = False
+    original_thinking_enabled: bool = False
+    truncation_strikes: U64 = 0
 
 
 # Older agent-base versions kept these at the top level of the session.
@@ -271,17 +355,17 @@ class AgentSession(_Wire):
     id: SessionId | None = None
     chat_messages: list[ChatMessage] = Field(default_factory=list)
     always_allowed_actions: set[str] = Field(default_factory=set)
-    total_tool_calls: _Count = 0
+    total_tool_calls: U64 = 0
     run_state: RunState = Field(default_factory=RunState)
 
     @model_validator(mode="before")
     @classmethod
     def _read_flat_layout(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or "run_state" in data:
+        # As agent-base's shim: a missing or null `run_state` is made of the flat
+        # counters that older versions kept at the top level.
+        if not isinstance(data, dict) or data.get("run_state") is not None:
             return data
         flat = {name: data[name] for name in _FLAT_RUN_STATE_FIELDS if name in data}
-        if not flat:
-            return data
         rest = {name: value for name, value in data.items() if name not in flat}
         return {**rest, "run_state": flat}
 
@@ -289,3 +373,24 @@ class AgentSession(_Wire):
     def _sorted_actions(self, actions: set[str]) -> list[str]:
         # Sorted, so that the same session always serializes to the same bytes.
         return sorted(actions)
+
+
+def find_invalid(model: BaseModel) -> tuple[str, str]:
+    """Where (a dotted field path) and why `model` cannot be written as JSON that
+    agent-base reads back: for a model that validated, then was changed in place."""
+    dumped = model.model_dump(mode="python")  # json-only checks do not run here
+    try:
+        type(model).model_validate(dumped)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        inner, _, problem = first["msg"].removeprefix("Value error, ").partition(": ")
+        if inner.startswith("at ") and problem:  # a path within a JSON value
+            return f"{where}.{inner[3:]}", problem
+        return where, first["msg"]
+    try:
+        _json_value(dumped)  # what validation lets through: lone surrogates, extra fields
+    except ValueError as exc:
+        where, _, problem = str(exc).removeprefix("at ").partition(": ")
+        return where, problem
+    return "", "pydantic could not serialize it"

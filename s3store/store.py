@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 from typing_extensions import TypeVar  # a TypeVar default (PEP 696); pydantic brings it
 
 from s3store.errors import (
     BulkOperationError,
     ConfigurationError,
     CorruptSessionError,
+    InvalidSessionError,
     InvalidSessionIdError,
     SessionConflictError,
     SessionStoreError,
@@ -32,7 +34,7 @@ from s3store.errors import (
     WriteOutcomeUnknownError,
 )
 from s3store.keys import normalize_prefix, parse_key, session_key
-from s3store.models import AgentSession, SessionId
+from s3store.models import AgentSession, SessionId, find_invalid
 from s3store.writes import Outcome, extend, key_token, new_token, outcome
 
 __all__ = [
@@ -435,8 +437,20 @@ class SessionStore(ABC, Generic[S]):
             raise InvalidSessionIdError("the session's id is None: set session.id before saving")
         return cast(SessionId, session_id)
 
-    def _encode(self, session: S) -> bytes:
-        return self._adapter.dump_json(session)
+    def _encode(self, session: S, key: str) -> bytes:
+        """The session's JSON; `InvalidSessionError` for a value agent-base could not
+        read back (changed in place after validation), before any request."""
+        try:
+            return self._adapter.dump_json(session)
+        except PydanticSerializationError:
+            path, problem = find_invalid(session)
+            raise InvalidSessionError(
+                f"the session cannot be stored as agent-base reads it: {path or 'it'}: "
+                f"{problem}. Nothing was written: fix that field and save again",
+                path=path,
+                bucket=self._bucket_name(),
+                key=key,
+            ) from None
 
     async def _save(
         self, session: S, key: str, base: StoredVersion | None, token: str | None = None
@@ -451,7 +465,7 @@ class SessionStore(ABC, Generic[S]):
         _carried(session)  # so that it is not encoded
         if optimistic and base is not None and base.version == _SUPERSEDED:
             raise conflict(bucket=self._bucket_name(), key=key)
-        body = self._encode(session)
+        body = self._encode(session, key)
         if len(body) > self.max_session_bytes:
             raise self._too_large(f"session is {len(body):,} bytes as JSON", key)
         token = token or new_token()

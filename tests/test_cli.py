@@ -365,7 +365,7 @@ async def test_import_keeps_existing_sessions_unless_overwrite(
 
     changed = conversation(seeded[0], turns=5)
     lines = export.read_bytes().splitlines()
-    export.write_bytes(b"\n".join([s3_store._encode(changed), *lines[1:]]) + b"\n")
+    export.write_bytes(b"\n".join([changed.model_dump_json().encode(), *lines[1:]]) + b"\n")
     refused = await invoke("import", str(export), env=env)
 
     assert refused.exit_code == 3

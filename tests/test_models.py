@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from s3store import (
@@ -12,8 +15,11 @@ from s3store import (
     AssistantMessage,
     Base64Image,
     CustomMessage,
+    InvalidSessionError,
     InvalidSessionIdError,
+    RunState,
     SessionId,
+    SessionStore,
     SystemMessage,
     ToolCall,
     ToolMessage,
@@ -21,62 +27,70 @@ from s3store import (
     UserMessage,
 )
 
-# As the Rust runtime writes it (serde_json, compact).
-GOLDEN = (
-    '{"id":{"id":7,"external_id":null},"chat_messages":[{"System":{"content":"sys"}},'
-    '{"User":{"content":"hi"}},{"Assistant":{"content":null,"reasoning_content":null,'
-    '"tool_calls":[{"id":"c1","name":"read_file","arguments":"{}"}]}},'
-    '{"Tool":{"tool_call_id":"c1","content":"..."}}],"always_allowed_actions":["read_file"],'
-    '"total_tool_calls":1,"run_state":{"turn_tool_calls":0,"run_has_tool_calls":false,'
-    '"reasoning_only_strikes":0,"empty_response_strikes":0,"nudge_count":0,'
-    '"thinking_disabled_for_rest_of_run":false}}'
-)
+GOLDEN = Path(__file__).parent / "golden"
+"""Sessions as agent-base's serde derives write them, by hand from the Rust types:
+`NAME.json` is written as it stands; `NAME.input.json`, an older or lenient layout,
+is read and written as `NAME.json`."""
+
+WRITTEN = sorted(path for path in GOLDEN.glob("*.json") if not path.name.endswith(".input.json"))
 
 
-def test_golden_json_round_trips_to_an_equal_value() -> None:
-    session = AgentSession.model_validate_json(GOLDEN)
-    assert session.id == SessionId(7)
-    assert session.chat_messages == [
-        SystemMessage(content="sys"),
-        UserMessage(content="hi"),
-        AssistantMessage(tool_calls=[ToolCall(id="c1", name="read_file", arguments="{}")]),
-        ToolMessage(tool_call_id="c1", content="..."),
-    ]
-    assert json.loads(session.model_dump_json()) == json.loads(GOLDEN)
-    assert session.model_dump_json() == GOLDEN  # even the same bytes
+@pytest.mark.parametrize("path", WRITTEN, ids=lambda path: path.name)
+def test_golden_files_load_and_write_back_agent_base_bytes(path: Path) -> None:
+    given = path.with_name(path.name.replace(".json", ".input.json"))
+    session = AgentSession.model_validate_json((given if given.exists() else path).read_bytes())
+    assert session.model_dump_json().encode() == path.read_bytes()
 
 
-def test_every_message_kind_has_its_wire_form() -> None:
-    session = AgentSession(
-        id=SessionId(1, "x"),
-        chat_messages=[
-            UserMessage(
-                content="look",
-                images=[
-                    UrlImage(url="https://example.com/a.png", detail="low"),
-                    Base64Image(data="aGk=", media_type="image/png"),
-                ],
-            ),
-            AssistantMessage(content="ok", reasoning_content="because"),
-            CustomMessage(role="memory", data={"k": [1, 2]}),
+def test_the_current_layout_holds_every_field() -> None:
+    session = AgentSession.model_validate_json((GOLDEN / "current-session.json").read_bytes())
+    assert session.id == SessionId(7, "user-7")
+    _, user, _, assistant, tool, unnamed, _, custom = session.chat_messages
+    assert user == UserMessage(
+        content="look at these",
+        images=[
+            UrlImage(url="https://example.com/a.png"),
+            UrlImage(url="https://example.com/b.png", detail="Low"),
+            Base64Image(data="iVBORw0KGgo="),
+            Base64Image(data="iVBORw0KGgo=", media_type="image/png", detail="High"),
         ],
     )
-    wire = json.loads(session.model_dump_json())
-    assert wire["id"] == {"id": 1, "external_id": "x"}
-    assert wire["chat_messages"] == [
-        {
-            "User": {
-                "content": "look",
-                "images": [
-                    {"Url": {"url": "https://example.com/a.png", "detail": "low"}},
-                    {"Base64": {"data": "aGk=", "media_type": "image/png"}},
-                ],
-            }
-        },
-        {"Assistant": {"content": "ok", "reasoning_content": "because", "tool_calls": None}},
-        {"Custom": {"role": "memory", "data": {"k": [1, 2]}}},
-    ]
-    assert AgentSession.model_validate(wire) == session
+    assert assistant == AssistantMessage(
+        reasoning_content="need a tool",
+        thinking_signature="sig==",
+        tool_calls=[ToolCall(id="call_1", name="bash", arguments='{"cmd":"ls"}')],
+    )
+    assert tool == ToolMessage(tool_call_id="call_1", name="bash", content="a\nb")
+    assert unnamed == ToolMessage(tool_call_id="call_2", content="")
+    assert isinstance(custom, CustomMessage)
+    assert custom.data["big"] == 2**64 - 1
+    assert session.total_tool_calls == 2**64 - 1
+    assert session.run_state == RunState(
+        turn_tool_calls=1,
+        run_has_tool_calls=True,
+        reasoning_only_strikes=2,
+        empty_response_strikes=3,
+        nudge_count=4,
+        thinking_disabled_for_rest_of_run=True,
+        original_thinking_enabled=True,
+        truncation_strikes=5,
+    )
+
+
+def test_ephemeral_is_read_and_never_written() -> None:
+    session = AgentSession.model_validate_json(
+        (GOLDEN / "current-ephemeral.input.json").read_bytes()
+    )
+    system = session.chat_messages[0]
+    assert isinstance(system, SystemMessage)
+    assert system.ephemeral is True
+    assert b"ephemeral" not in session.model_dump_json().encode()
+
+
+def test_custom_data_keys_are_written_sorted_as_serde_json_writes_them() -> None:
+    message = CustomMessage(role="r", data={"b": 1, "a": {"d": 2, "c": 3}, "A": 0})
+    session = AgentSession(id=SessionId(1), chat_messages=[message])
+    assert '"data":{"A":0,"a":{"c":3,"d":2},"b":1}' in session.model_dump_json()
 
 
 def test_the_same_session_always_gives_the_same_bytes() -> None:
@@ -87,7 +101,7 @@ def test_the_same_session_always_gives_the_same_bytes() -> None:
 
 
 def test_unknown_fields_are_kept_everywhere() -> None:
-    wire = json.loads(GOLDEN)
+    wire = json.loads((GOLDEN / "run-state-6.json").read_bytes())
     wire["future_field"] = {"x": 1}
     wire["run_state"]["future_counter"] = 2
     wire["chat_messages"][1]["User"]["future"] = True
@@ -153,3 +167,107 @@ def test_session_id_number_is_an_unsigned_64_bit_integer(value: object) -> None:
         SessionId(value)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):  # inside a session's JSON: the session is invalid
         SessionId.model_validate({"id": value})
+
+
+# -- the value domain, generated -----------------------------------------------------------
+
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # valid Unicode
+u64 = st.integers(0, 2**64 - 1)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8,
+)
+images = st.one_of(
+    st.builds(UrlImage, url=text, detail=st.sampled_from([None, "Low", "High", "Auto"])),
+    st.builds(Base64Image, data=text, media_type=st.none() | text),
+)
+messages = st.one_of(
+    st.builds(SystemMessage, content=text),
+    st.builds(UserMessage, content=text, images=st.lists(images, max_size=2)),
+    st.builds(
+        AssistantMessage,
+        content=st.none() | text,
+        reasoning_content=st.none() | text,
+        thinking_signature=st.none() | text,
+        tool_calls=st.none() | st.lists(st.builds(ToolCall, id=text, name=text, arguments=text)),
+    ),
+    st.builds(ToolMessage, tool_call_id=text, name=st.none() | text, content=text),
+    st.builds(CustomMessage, role=text, data=json_values),
+)
+sessions = st.builds(
+    AgentSession,
+    id=st.none() | st.builds(SessionId, u64, st.none() | text),
+    chat_messages=st.lists(messages, max_size=5),
+    always_allowed_actions=st.sets(text, max_size=1),  # Rust's HashSet order is random
+    total_tool_calls=u64,
+    run_state=st.builds(
+        RunState,
+        turn_tool_calls=u64,
+        reasoning_only_strikes=u64,
+        truncation_strikes=u64,
+        original_thinking_enabled=st.booleans(),
+    ),
+)
+
+
+@given(sessions)
+def test_a_session_inside_the_domain_round_trips_to_the_same_bytes(session: AgentSession) -> None:
+    written = session.model_dump_json()
+    again = AgentSession.model_validate_json(written)
+    assert again == session.model_validate(json.loads(written))
+    assert again.model_dump_json() == written
+
+
+def out_of_domain(session: AgentSession, choice: int) -> tuple[AgentSession, str]:
+    """`session`, changed in place after validation to hold one value agent-base cannot read."""
+    broken = session.model_copy(deep=True)
+    if choice == 0:
+        broken.total_tool_calls = 2**64
+        return broken, "total_tool_calls"
+    if choice == 1:
+        broken.run_state.nudge_count = -1
+        return broken, "run_state.nudge_count"
+    if choice == 2:
+        broken.chat_messages.append(UserMessage(content="ok"))
+        broken.chat_messages[-1].content = "\udc80"  # type: ignore[union-attr]
+        return broken, f"chat_messages.{len(broken.chat_messages) - 1}.User.content"
+    message = CustomMessage(role="r", data={"n": 1})
+    broken.chat_messages.append(message)
+    message.data["n"] = [2**64, object(), float("nan")][choice - 3]
+    return broken, f"chat_messages.{len(broken.chat_messages) - 1}.data.n"
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(session=sessions.filter(lambda s: s.id is not None), choice=st.integers(0, 5))
+async def test_a_session_outside_the_domain_is_refused_before_any_request(
+    store: SessionStore, session: AgentSession, choice: int
+) -> None:
+    broken, path = out_of_domain(session, choice)
+    with pytest.raises(InvalidSessionError) as caught:
+        await store.save(broken)
+    assert caught.value.path == path
+    assert path in str(caught.value)
+    assert await store.load(broken.id) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"total_tool_calls": 2**64},
+        {"total_tool_calls": -1},
+        {"run_state": {"truncation_strikes": 2**64}},
+        {
+            "chat_messages": [
+                {"User": {"content": "x", "images": [{"Url": {"url": "u", "detail": "low"}}]}}
+            ]
+        },
+        {"chat_messages": [{"Custom": {"role": "r", "data": {"n": 2**64}}}]},
+        {"chat_messages": [{"Custom": {"role": "r", "data": {"n": -(2**63) - 1}}}]},
+        {"chat_messages": [{"Custom": {"role": "r", "data": [float("inf")]}}]},
+    ],
+    ids=lambda changes: str(changes)[:40],
+)
+def test_out_of_domain_values_are_refused_when_validated(changes: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        AgentSession.model_validate({"id": {"id": 1}, **changes})

@@ -44,11 +44,18 @@ async def test_a_saved_session_is_plain_json_any_client_reads(
 async def test_a_session_the_rust_runtime_wrote_loads(
     s3_store: S3SessionStore, s3: S3Client, bucket: str
 ) -> None:
-    await s3.put_object(Bucket=bucket, Key="sessions/7.json", Body=GOLDEN.encode())
-    session = await s3_store.load(SessionId(7))
+    written = (GOLDEN / "current-session.json").read_bytes()  # as agent-base writes it
+    key = "sessions/7(user-7).json"
+    await s3.put_object(Bucket=bucket, Key=key, Body=written)
+    session = await s3_store.load(SessionId(7, "user-7"))
     assert session is not None
-    assert session.model_dump_json() == GOLDEN
-    assert await s3_store.list() == [SessionId(7)]
+    assert await s3_store.list() == [SessionId(7, "user-7")]
+    session.chat_messages.append(UserMessage(content="from Python"))
+    await s3_store.save(session)
+    session.chat_messages.pop()
+    await s3_store.save(session)
+    body = await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read()
+    assert body == written  # what agent-base wrote, agent-base gets back
 
 
 @pytest.mark.parametrize(
