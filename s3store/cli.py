@@ -57,11 +57,13 @@ from s3store.errors import (
     InvalidSessionIdError,
     SessionConflictError,
     SessionStoreError,
+    SessionTooLargeError,
 )
-from s3store.keys import normalize_prefix, session_key
+from s3store.keys import key_name, normalize_prefix, parse_name, session_key
 from s3store.local import DEFAULT_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, LocalS3
 from s3store.models import AgentSession, AssistantMessage, ChatMessage, CustomMessage, SessionId
 from s3store.s3 import ENV_BUCKET, ENV_PREFIX, S3SessionStore, SessionInfo
+from s3store.store import DEFAULT_MAX_SESSION_BYTES
 
 __all__ = ["Connection", "cli", "main"]
 
@@ -101,10 +103,19 @@ class _Group(click.Group):
 
 
 def _session_id(ctx: click.Context, param: click.Parameter, value: str | None) -> SessionId | None:
-    try:
-        return None if value is None else SessionId.parse(value)
-    except InvalidSessionIdError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
+    """An id as the command prints it: its name in the object key (`s3store.keys.key_name`)."""
+    if value is None:
+        return None
+    session_id = parse_name(value)
+    if session_id is None:
+        raise click.BadParameter(
+            f"{value!r} is not a session id as s3store prints them: a number, optionally "
+            "followed by the external id in parentheses, percent-encoded as in the object "
+            "key (42, 42(user-7), 7(a%2Fb) for the external id a/b)",
+            ctx,
+            param,
+        )
+    return session_id
 
 
 # -- where the sessions are ----------------------------------------------------------
@@ -141,7 +152,13 @@ class Connection:
         except ProfileNotFound as exc:
             raise ConfigurationError(f"{exc}: fix --profile or AWS_PROFILE") from None
 
-    def store(self, session: aioboto3.Session | None = None, *, pool: int = 10) -> S3SessionStore:
+    def store(
+        self,
+        session: aioboto3.Session | None = None,
+        *,
+        pool: int = 10,
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+    ) -> S3SessionStore:
         return S3SessionStore(
             self.bucket,
             prefix=self.prefix,
@@ -150,6 +167,7 @@ class Connection:
             region_name=self.region,
             # A pool smaller than the concurrency would queue requests inside the client.
             config=Config(max_pool_connections=pool),
+            max_session_bytes=max_session_bytes,
         )
 
     def key(self, session_id: SessionId) -> str:
@@ -285,7 +303,7 @@ def _timestamp(moment: datetime) -> str:
 
 def _info_json(info: SessionInfo) -> dict[str, Any]:
     return {
-        "id": str(info.session_id),
+        "id": key_name(info.session_id),
         "key": info.key,
         "size": info.size,
         "last_modified": info.last_modified.isoformat(),
@@ -300,7 +318,7 @@ def listing_table(infos: list[SessionInfo]) -> Table:
     table.add_column("last modified")
     for info in infos:
         table.add_row(
-            Text(str(info.session_id)), decimal(info.size), _timestamp(info.last_modified)
+            Text(key_name(info.session_id)), decimal(info.size), _timestamp(info.last_modified)
         )
     return table
 
@@ -363,7 +381,7 @@ def summary(info: SessionInfo, session: AgentSession, bucket: str) -> dict[str, 
         for call in message.tool_calls or ()
     )
     return {
-        "id": str(info.session_id),
+        "id": key_name(info.session_id),
         "object": f"s3://{bucket}/{info.key}",
         "size": info.size,
         "last_modified": info.last_modified.isoformat(),
@@ -428,6 +446,7 @@ class ExportResult:
     sessions: int = 0
     bytes: int = 0
     corrupt: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)
 
 
 async def export_sessions(
@@ -443,12 +462,17 @@ async def export_sessions(
     Lines are the objects' bytes as stored, so importing them writes the same
     bytes back. Only line breaks are taken out (JSON allows them only as
     whitespace, so the value is unchanged). Objects that are not valid sessions
-    are left out and named in the result.
+    are left out and named in the result, as are objects over the store's
+    `max_session_bytes`.
     """
     result = ExportResult()
 
     async def fetch(info: SessionInfo) -> tuple[SessionInfo, bytes | None]:
-        stored = await store._get(info.key)
+        try:
+            stored = await store._get(info.key)
+        except SessionTooLargeError:
+            result.too_large.append(info.key)
+            return info, None
         if stored is None:  # deleted since the listing
             return info, None
         try:
@@ -471,13 +495,15 @@ async def export_sessions(
 
 @dataclass
 class ImportResult:
-    written: int = 0
+    written: list[SessionId] = field(default_factory=list)
     unchanged: int = 0
     conflicts: list[SessionId] = field(default_factory=list)
+    failed: dict[SessionId, SessionStoreError] = field(default_factory=dict)
 
 
-def read_export(lines: Iterable[bytes], source: str) -> list[tuple[SessionId, bytes]]:
-    """Check every line of an export before anything is written: all valid, no id twice."""
+def read_export(lines: Iterable[bytes], source: str, prefix: str) -> list[tuple[SessionId, bytes]]:
+    """Check every line of an export before anything is written: all valid, each with a
+    key S3 takes under `prefix`, no id twice."""
     sessions: list[tuple[SessionId, bytes]] = []
     seen: dict[SessionId, int] = {}
     for number, raw in enumerate(lines, 1):
@@ -494,9 +520,13 @@ def read_export(lines: Iterable[bytes], source: str) -> list[tuple[SessionId, by
             ) from None
         if session.id is None:
             raise UsageFailure(f"{source} line {number} has no session id: nothing was imported")
+        try:
+            session_key(prefix, session.id)
+        except InvalidSessionIdError as exc:
+            raise UsageFailure(f"{source} line {number}: {exc}; nothing was imported") from None
         if session.id in seen:
             raise UsageFailure(
-                f"{source} has session {session.id} twice (lines {seen[session.id]} and "
+                f"{source} has session {key_name(session.id)} twice (lines {seen[session.id]} and "
                 f"{number}): keep one; nothing was imported"
             )
         seen[session.id] = number
@@ -516,7 +546,8 @@ async def import_sessions(
 
     Without `overwrite` a session is only created, never replaced: one stored
     with these very bytes counts as unchanged (so importing a file twice is
-    harmless), one stored with other bytes as a conflict, left as it is.
+    harmless), one stored with other bytes as a conflict, left as it is. A session
+    that fails to be written is kept in `failed`, and the others are still written.
     """
     result = ImportResult()
 
@@ -525,13 +556,15 @@ async def import_sessions(
         key = session_key(store.prefix, session_id)
         try:
             await store._put(key, body, if_match=None, if_absent=not overwrite, writes=())
-            result.written += 1
+            result.written.append(session_id)
         except SessionConflictError:
             stored = await store._get(key)
             if stored is not None and stored.body == body:
                 result.unchanged += 1
             else:
                 result.conflicts.append(session_id)
+        except SessionStoreError as exc:
+            result.failed[session_id] = exc
 
     async for _ in in_order(sessions, write, concurrency):
         if advance:
@@ -542,6 +575,14 @@ async def import_sessions(
 # -- the commands ----------------------------------------------------------------------
 
 _ID_ARGUMENT = click.argument("session_id", metavar="ID", callback=_session_id)
+
+_MAX_SESSION_BYTES = click.option(
+    "--max-session-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_SESSION_BYTES,
+    show_default=True,
+    help="Read sessions up to this size; larger ones are refused (export: left out, exit 3).",
+)
 
 
 def _list_info(connection: Connection) -> list[SessionInfo]:
@@ -561,7 +602,8 @@ def cli() -> None:
     (the Terraform module's outputs), AWS_ENDPOINT_URL, AWS_PROFILE, AWS_REGION.
     With no bucket configured, or with --local, a command runs against an
     embedded S3 server that lasts as long as the command. Session ids are
-    written 42 or 42(external-id).
+    written as in the object key: 42, or 42(external-id) with the external id
+    percent-encoded (7(a%2Fb) for a/b).
 
     Exit codes: 0 success, 1 not found, 2 usage or configuration, 3 conflict or
     storage error.
@@ -587,7 +629,7 @@ def ls_command(
         start = connection.key(after)
         infos = [info for info in infos if info.key > start]
     page = infos[:limit] if limit else infos
-    following = str(page[-1].session_id) if len(page) < len(infos) else None
+    following = key_name(page[-1].session_id) if len(page) < len(infos) else None
     if as_json:
         _print_json({"sessions": [_info_json(info) for info in page], "next": following})
         return
@@ -597,7 +639,9 @@ def ls_command(
         screen.print(Text(f"{connection}: {len(page)} session(s), {total}"))
         screen.print(listing_table(page))
     else:
-        _print_rows((info.session_id, info.size, info.last_modified.isoformat()) for info in page)
+        _print_rows(
+            (key_name(info.session_id), info.size, info.last_modified.isoformat()) for info in page
+        )
     if following is not None:
         _note(f"more sessions follow: s3store ls --after {shlex.quote(following)}")
 
@@ -605,15 +649,18 @@ def ls_command(
 @cli.command("show")
 @connection_options
 @_ID_ARGUMENT
+@_MAX_SESSION_BYTES
 @json_option
-def show_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
+def show_command(
+    connection: Connection, session_id: SessionId, max_session_bytes: int, as_json: bool
+) -> None:
     """Summarize a session: messages by role, tool calls, size, time, version.
 
     With --json, the stored object itself, byte for byte.
     """
 
     async def fetch() -> tuple[SessionInfo | None, bytes | AgentSession | None]:
-        async with connection.store() as store:
+        async with connection.store(max_session_bytes=max_session_bytes) as store:
             info = await store.stat(session_id)
             if info is None:
                 return None, None
@@ -626,12 +673,14 @@ def show_command(connection: Connection, session_id: SessionId, as_json: bool) -
         info, content = asyncio.run(fetch())
     except CorruptSessionError as exc:
         raise CommandError(
-            f"{exc.key} holds no valid session: `s3store show --json {session_id}` prints it "
-            f"as stored; fix it, or remove it with `s3store rm {session_id}`"
+            f"{exc.key} holds no valid session: `s3store show --json "
+            f"{key_name(session_id)}` prints it as stored; fix it, or remove it with "
+            f"`s3store rm {key_name(session_id)}`"
         ) from exc
     if info is None or content is None:
         raise NotFoundError(
-            f"no session {session_id} in {connection}: `s3store ls` lists the ones there are",
+            f"no session {key_name(session_id)} in {connection}: `s3store ls` lists the "
+            "ones there are",
         )
     if isinstance(content, bytes):
         click.echo(content)
@@ -659,16 +708,19 @@ def rm_command(connection: Connection, session_id: SessionId, as_json: bool) -> 
 
     info = asyncio.run(delete())
     if info is None:
-        raise NotFoundError(f"no session {session_id} in {connection}: nothing deleted")
+        raise NotFoundError(f"no session {key_name(session_id)} in {connection}: nothing deleted")
     versioned = info.version_id not in (None, "null")
     if as_json:
-        _print_json({"deleted": str(session_id), "key": info.key, "versions_kept": versioned})
+        _print_json({"deleted": key_name(session_id), "key": info.key, "versions_kept": versioned})
     elif interactive():
-        console().print(f"deleted [cyan]{escape(str(session_id))}[/] ({escape(info.key)})")
+        console().print(f"deleted [cyan]{key_name(session_id)}[/] ({escape(info.key)})")
     else:
-        _print_rows([("deleted", session_id, info.key)])
+        _print_rows([("deleted", key_name(session_id), info.key)])
     if versioned:
-        _note(f"earlier versions remain recoverable; `s3store purge {session_id}` erases them")
+        _note(
+            "earlier versions remain recoverable; "
+            f"`s3store purge {key_name(session_id)}` erases them"
+        )
 
 
 @cli.command("purge")
@@ -686,17 +738,20 @@ def purge_command(connection: Connection, session_id: SessionId, as_json: bool) 
     versions, markers = asyncio.run(erase())
     if versions == markers == 0:
         raise NotFoundError(
-            f"no session {session_id} in {connection}, nor any version of it: nothing to purge",
+            f"no session {key_name(session_id)} in {connection}, nor any version of it: "
+            "nothing to purge",
         )
     if as_json:
-        _print_json({"purged": str(session_id), "versions": versions, "delete_markers": markers})
+        _print_json(
+            {"purged": key_name(session_id), "versions": versions, "delete_markers": markers}
+        )
     elif interactive():
         console().print(
-            f"purged [cyan]{escape(str(session_id))}[/]: {versions} version(s) and "
+            f"purged [cyan]{key_name(session_id)}[/]: {versions} version(s) and "
             f"{markers} delete marker(s) erased"
         )
     else:
-        _print_rows([("purged", session_id, versions, markers)])
+        _print_rows([("purged", key_name(session_id), versions, markers)])
 
 
 @cli.command("stats")
@@ -716,7 +771,7 @@ def stats_command(connection: Connection, as_json: bool) -> None:
                 "total_bytes": total,
                 "largest": None
                 if largest is None
-                else {"id": str(largest.session_id), "size": largest.size},
+                else {"id": key_name(largest.session_id), "size": largest.size},
             }
         )
     elif interactive():
@@ -727,7 +782,7 @@ def stats_command(connection: Connection, as_json: bool) -> None:
         ]
         if largest is not None:
             largest_text = Text.assemble(
-                (str(largest.session_id), "cyan"), f" ({decimal(largest.size)})"
+                (key_name(largest.session_id), "cyan"), f" ({decimal(largest.size)})"
             )
             rows.append(("largest", largest_text))
         console().print(fields_table(rows))
@@ -736,7 +791,7 @@ def stats_command(connection: Connection, as_json: bool) -> None:
             [
                 ("sessions", len(infos)),
                 ("total_bytes", total),
-                ("largest_id", "" if largest is None else largest.session_id),
+                ("largest_id", "" if largest is None else key_name(largest.session_id)),
                 ("largest_bytes", "" if largest is None else largest.size),
             ]
         )
@@ -759,7 +814,11 @@ def _output_file(path: str) -> Iterator[IO[bytes]]:
         return
     partial = f"{path}.partial"
     try:
-        with open(partial, "wb") as out:
+        out = open(partial, "wb")  # noqa: SIM115 (closed below, once the export is whole)
+    except OSError as exc:
+        raise UsageFailure(f"cannot write {path}: {exc.strerror}: pick a writable path") from None
+    try:
+        with out:
             yield out
         os.replace(partial, path)
     finally:
@@ -771,12 +830,15 @@ def _output_file(path: str) -> Iterator[IO[bytes]]:
 @connection_options
 @click.argument("file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
 @_CONCURRENCY
+@_MAX_SESSION_BYTES
 @json_option
-def export_command(connection: Connection, file: str, concurrency: int, as_json: bool) -> None:
+def export_command(
+    connection: Connection, file: str, concurrency: int, max_session_bytes: int, as_json: bool
+) -> None:
     """Write every session to FILE.jsonl (`-` for stdout), one stored object per line."""
 
     async def export(out: IO[bytes]) -> ExportResult:
-        async with connection.store(pool=concurrency) as store:
+        async with connection.store(pool=concurrency, max_session_bytes=max_session_bytes) as store:
             infos = await store.list_info()
             with progress("exporting", len(infos)) as advance:
                 return await export_sessions(
@@ -792,22 +854,33 @@ def export_command(connection: Connection, file: str, concurrency: int, as_json:
             "sessions": result.sessions,
             "bytes": result.bytes,
             "corrupt": result.corrupt,
+            "too_large": result.too_large,
         }
         # Exported to stdout, the report must not mix with the sessions.
         click.echo(json.dumps(report), err=file == "-")
     else:
         _note(f"exported {result.sessions} session(s), {decimal(result.bytes)}, to {destination}")
+    problems = []
     if result.corrupt:
-        raise CommandError(
-            f"left out {len(result.corrupt)} object(s) that are not valid sessions (first: "
+        problems.append(
+            f"{len(result.corrupt)} object(s) that are not valid sessions (first: "
             f"{result.corrupt[0]}): inspect them with `s3store show --json`, then fix or "
             "delete them"
         )
+    if result.too_large:
+        problems.append(
+            f"{len(result.too_large)} session(s) over {max_session_bytes:,} bytes (first: "
+            f"{result.too_large[0]}): export again with a larger --max-session-bytes"
+        )
+    if problems:
+        raise CommandError(f"left out {'; and '.join(problems)}")
 
 
 @cli.command("import")
 @connection_options
-@click.argument("file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument(
+    "file", metavar="FILE.jsonl", type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+)
 @click.option("--overwrite", is_flag=True, help="Replace sessions that exist with other content.")
 @_CONCURRENCY
 @json_option
@@ -821,10 +894,10 @@ def import_command(
     bytes, they count as unchanged.
     """
     if file == "-":
-        sessions = read_export(sys.stdin.buffer, "stdin")
+        sessions = read_export(sys.stdin.buffer, "stdin", connection.prefix)
     else:
         with open(file, "rb") as lines:
-            sessions = read_export(lines, file)
+            sessions = read_export(lines, file, connection.prefix)
 
     async def restore() -> ImportResult:
         async with connection.store(pool=concurrency) as store:
@@ -837,19 +910,31 @@ def import_command(
     if as_json:
         _print_json(
             {
-                "written": result.written,
+                "written": [key_name(session_id) for session_id in result.written],
                 "unchanged": result.unchanged,
-                "conflicts": [str(session_id) for session_id in result.conflicts],
+                "conflicts": [key_name(session_id) for session_id in result.conflicts],
+                "failed": {key_name(key): str(error) for key, error in result.failed.items()},
             }
         )
     else:
         unchanged = f", {result.unchanged} already there unchanged" if result.unchanged else ""
-        _note(f"imported {result.written} session(s) into {connection}{unchanged}")
-    if result.conflicts:
-        raise CommandError(
-            f"{len(result.conflicts)} session(s) exist with other content and were left as "
-            f"they are (first: {result.conflicts[0]}): re-run with --overwrite to replace them"
+        _note(f"imported {len(result.written)} session(s) into {connection}{unchanged}")
+    problems = []
+    if result.failed:
+        first, error = next(iter(result.failed.items()))
+        problems.append(
+            f"{len(result.failed)} session(s) could not be written (first: {key_name(first)}: "
+            f"{error}); the other {len(sessions) - len(result.failed)} were written or already "
+            "there. Run the import again: what is already stored counts as unchanged"
         )
+    if result.conflicts:
+        problems.append(
+            f"{len(result.conflicts)} session(s) exist with other content and were left as "
+            f"they are (first: {key_name(result.conflicts[0])}): re-run with --overwrite to "
+            "replace them"
+        )
+    if problems:
+        raise CommandError("; and ".join(problems))
 
 
 @cli.command("local")

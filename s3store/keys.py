@@ -13,7 +13,14 @@ from urllib.parse import quote, unquote
 from s3store.errors import InvalidSessionIdError
 from s3store.models import SessionId
 
-__all__ = ["MAX_KEY_BYTES", "normalize_prefix", "parse_key", "session_key"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "key_name",
+    "normalize_prefix",
+    "parse_key",
+    "parse_name",
+    "session_key",
+]
 
 MAX_KEY_BYTES = 1024
 """S3's limit on the length of an object key, in UTF-8 bytes."""
@@ -27,8 +34,12 @@ def normalize_prefix(prefix: str) -> str:
     return prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
 
 
-def session_key(prefix: str, session_id: SessionId) -> str:
-    """The object key of a session; raises `InvalidSessionIdError` if there is none."""
+def key_name(session_id: SessionId) -> str:
+    """The session's name in its key: `42`, or `42(<percent-encoded external id>)`.
+
+    Made only of ASCII letters, digits and `-._~%()`: safe to print, to pipe and to
+    pass back as an argument, and different for every session.
+    """
     if not isinstance(session_id, SessionId):
         raise InvalidSessionIdError(
             f"expected a SessionId, got {type(session_id).__name__}: set the session's id "
@@ -43,6 +54,17 @@ def session_key(prefix: str, session_id: SessionId) -> str:
                 f"external id {session_id.external_id!r} holds an unpaired surrogate, "
                 "which is not valid Unicode and cannot be stored: pass valid text"
             ) from None
+    return name
+
+
+def parse_name(name: str) -> SessionId | None:
+    """The session a key name (`key_name()`'s form) names, or None when it names none."""
+    return parse_key("", name + _SUFFIX)
+
+
+def session_key(prefix: str, session_id: SessionId) -> str:
+    """The object key of a session; raises `InvalidSessionIdError` if there is none."""
+    name = key_name(session_id)
     key = f"{prefix}{name}{_SUFFIX}"
     if len(key.encode()) > MAX_KEY_BYTES:
         raise InvalidSessionIdError(

@@ -28,7 +28,8 @@ from s3store import (
     UserMessage,
 )
 from s3store.cli import cli
-from s3store.keys import session_key
+from s3store.keys import key_name, parse_name, session_key
+from tests.faultproxy import Fault, FaultProxy
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -126,7 +127,7 @@ async def test_ls_prints_tab_separated_lines_when_piped(
         item["Key"]: item["Size"] for item in (await s3.list_objects_v2(Bucket=bucket))["Contents"]
     }
     in_key_order = sorted(seeded, key=lambda session_id: session_key("sessions/", session_id))
-    assert [SessionId.parse(row[0]) for row in rows] == in_key_order
+    assert [parse_name(row[0]) for row in rows] == in_key_order
     assert [int(row[1]) for row in rows] == [
         sizes[session_key("sessions/", session_id)] for session_id in in_key_order
     ]
@@ -143,7 +144,7 @@ async def test_ls_json_pages_with_limit_and_after(
 
     rest = json.loads((await invoke("ls", "--json", "--after", first["next"], env=env)).stdout)
     assert rest["next"] is None
-    listed = [SessionId.parse(item["id"]) for item in first["sessions"] + rest["sessions"]]
+    listed = [parse_name(item["id"]) for item in first["sessions"] + rest["sessions"]]
     assert sorted(listed) == sorted(seeded)
     assert len(listed) == len(seeded)
     assert {"key", "size", "last_modified", "etag"} <= set(rest["sessions"][0])
@@ -156,18 +157,19 @@ async def test_on_a_terminal_tables_show_ids_as_text_not_markup(
     for session_id in (SessionId(1, "[bold]x[/]"), SessionId(2)):
         await s3_store.save(conversation(session_id))
 
+    name = key_name(SessionId(1, "[bold]x[/]"))  # 1(%5Bbold%5Dx%5B%2F%5D)
     listed = await invoke("ls", "--limit", "1", env=env)
-    shown = await invoke("show", "1([bold]x[/])", env=env)
+    shown = await invoke("show", name, env=env)
     stats = await invoke("stats", env=env)
 
     assert listed.exit_code == shown.exit_code == stats.exit_code == 0
     assert "1 session(s)" in listed.stdout
     assert "┃ id" in listed.stdout
-    assert "1([bold]x[/])" in listed.stdout
-    assert "more sessions follow: s3store ls --after '1([bold]x[/])'" in listed.stderr
-    assert "1([bold]x[/])" in shown.stdout
+    assert name in listed.stdout
+    assert f"more sessions follow: s3store ls --after '{name}'" in listed.stderr
+    assert name in shown.stdout
     assert re.search(r"messages +5: 2 assistant, 1 system, 1 tool, 1 user", shown.stdout)
-    assert "1([bold]x[/])" in stats.stdout
+    assert name in stats.stdout
 
 
 # -- show ----------------------------------------------------------------------------
@@ -201,7 +203,7 @@ async def test_show_json_prints_the_stored_object_byte_for_byte(
 ) -> None:
     raw = await raw_objects(s3, bucket)
 
-    result = await invoke("show", "--json", str(seeded[2]), env=env)
+    result = await invoke("show", "--json", key_name(seeded[2]), env=env)
 
     assert result.exit_code == 0
     assert result.stdout_bytes == raw[S3SessionStore(bucket)._key(seeded[2])] + b"\n"
@@ -241,7 +243,7 @@ async def test_rm_leaves_versions_that_purge_erases(
     for turns in (1, 2, 3):
         await s3_store.update(session_id, lambda _, t=turns: conversation(session_id, t))
 
-    removed = await invoke("rm", "--json", str(session_id), env=env)
+    removed = await invoke("rm", "--json", key_name(session_id), env=env)
 
     assert removed.exit_code == 0, removed.output
     assert json.loads(removed.stdout) == {
@@ -254,7 +256,7 @@ async def test_rm_leaves_versions_that_purge_erases(
     versions = await s3.list_object_versions(Bucket=versioned, Prefix=key)
     assert len(versions["Versions"]) == 3
 
-    purged = await invoke("purge", "--json", str(session_id), env=env)
+    purged = await invoke("purge", "--json", key_name(session_id), env=env)
 
     assert purged.exit_code == 0, purged.output
     assert json.loads(purged.stdout) == {
@@ -300,7 +302,7 @@ async def test_stats_counts_sizes_and_the_largest(
 
     assert report["sessions"] == 4
     assert report["total_bytes"] == sum(sizes.values())
-    assert report["largest"] == {"id": "3(ünï)", "size": max(sizes.values())}
+    assert report["largest"] == {"id": "3(%C3%BCn%C3%AF)", "size": max(sizes.values())}
     assert report["location"] == f"s3://{bucket}/sessions/"
     assert plain.stdout.splitlines()[:2] == ["sessions\t4", f"total_bytes\t{sum(sizes.values())}"]
 
@@ -332,7 +334,9 @@ async def test_export_then_import_round_trips_every_byte(
     imported = await invoke("import", str(export), "--json", env={**env, "S3STORE_BUCKET": target})
 
     assert imported.exit_code == 0, imported.output
-    assert json.loads(imported.stdout) == {"written": 5, "unchanged": 0, "conflicts": []}
+    report = json.loads(imported.stdout)
+    assert len(report.pop("written")) == 5
+    assert report == {"unchanged": 0, "conflicts": [], "failed": {}}
     assert await raw_objects(s3, target) == before
 
 
@@ -361,7 +365,12 @@ async def test_import_keeps_existing_sessions_unless_overwrite(
     await invoke("export", str(export), env=env)
     again = await invoke("import", "--json", str(export), env=env)
     assert again.exit_code == 0
-    assert json.loads(again.stdout) == {"written": 0, "unchanged": 4, "conflicts": []}
+    assert json.loads(again.stdout) == {
+        "written": [],
+        "unchanged": 4,
+        "conflicts": [],
+        "failed": {},
+    }
 
     changed = conversation(seeded[0], turns=5)
     lines = export.read_bytes().splitlines()
@@ -572,3 +581,167 @@ async def test_the_local_s3_example_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "1(user-42): 2 message(s)" in result.stdout
     assert "purged 2 versions and 1 delete marker" in result.stdout
+
+
+# -- the review's findings: each a regression test -------------------------------------
+
+HOSTILE = [
+    SessionId(1, "a\nb"),
+    SessionId(2, "x\ty"),
+    SessionId(3, "\x1b[31mred\x1b[0m"),
+    SessionId(4),
+]
+
+
+async def test_piped_ids_cannot_forge_rows_and_read_back_as_arguments(
+    env: dict[str, str | None], s3_store: S3SessionStore
+) -> None:
+    for session_id in HOSTILE:
+        await s3_store.save(conversation(session_id))
+
+    listed = await invoke("ls", env=env)
+
+    assert listed.exit_code == 0
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert len(rows) == len(HOSTILE)
+    assert all(len(row) == 3 for row in rows)
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", listed.stdout)
+    assert [parse_name(row[0]) for row in rows] == HOSTILE
+    for row in rows:  # as `s3store ls | cut -f1 | xargs -n1 s3store purge` passes them
+        assert (await invoke("purge", row[0], env=env)).exit_code == 0
+    assert await s3_store.list() == []
+
+
+async def test_import_checks_every_key_before_the_first_write(
+    env: dict[str, str | None], s3_store: S3SessionStore, tmp_path: Path
+) -> None:
+    lines = [conversation(SessionId(1)), conversation(SessionId(2, "x" * 1100))]
+    source = tmp_path / "sessions.jsonl"
+    source.write_bytes(b"".join(session.model_dump_json().encode() + b"\n" for session in lines))
+
+    result = await invoke("import", str(source), env=env)
+
+    assert result.exit_code == 2
+    error = one_line_error(result)
+    assert "line 2" in error
+    assert "nothing was imported" in error
+    assert await s3_store.list() == []
+
+
+async def test_a_storage_failure_mid_import_says_what_was_written(
+    moto_url: str, env: dict[str, str | None], s3_store: S3SessionStore, tmp_path: Path
+) -> None:
+    ids = [SessionId(number) for number in (1, 2, 3)]
+    source = tmp_path / "sessions.jsonl"
+    source.write_bytes(b"".join(conversation(i).model_dump_json().encode() + b"\n" for i in ids))
+    # One request at a time: the first PUT lands, the second fails on every attempt.
+    script = [None] + [Fault.ERROR_500] * 4
+    async with FaultProxy(moto_url, {}, script=script) as url:
+        result = await invoke(
+            "import",
+            "--json",
+            "--concurrency",
+            "1",
+            str(source),
+            env={**env, "AWS_ENDPOINT_URL": url},
+        )
+
+    assert result.exit_code == 3
+    report = json.loads(result.stdout)
+    assert report["written"] == ["1", "3"]
+    assert list(report["failed"]) == ["2"]
+    assert "InternalError" in report["failed"]["2"]
+    assert "Run the import again" in one_line_error(result)
+    assert await s3_store.list() == [SessionId(1), SessionId(3)]
+
+
+async def test_a_missing_import_file_is_a_usage_error(
+    env: dict[str, str | None], tmp_path: Path
+) -> None:
+    result = await invoke("import", str(tmp_path / "nowhere.jsonl"), env=env)
+
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.output
+
+
+async def test_an_export_into_a_missing_folder_is_a_usage_error(
+    env: dict[str, str | None], seeded: list[SessionId], tmp_path: Path
+) -> None:
+    result = await invoke("export", str(tmp_path / "no" / "such" / "x.jsonl"), env=env)
+
+    assert result.exit_code == 2
+    assert "cannot write" in one_line_error(result)
+
+
+async def test_export_leaves_out_sessions_over_the_size_limit_and_says_how_to_raise_it(
+    env: dict[str, str | None], s3_store: S3SessionStore, tmp_path: Path
+) -> None:
+    await s3_store.save(conversation(SessionId(1)))
+    await s3_store.save(conversation(SessionId(2), turns=40))  # about 6 KB
+    export = tmp_path / "sessions.jsonl"
+
+    cut = await invoke("export", "--max-session-bytes", "3000", str(export), env=env)
+
+    assert cut.exit_code == 3
+    error = cut.stderr.splitlines()[-1]  # after the note of what was exported
+    assert "sessions/2.json" in error
+    assert "--max-session-bytes" in error
+    assert len(export.read_bytes().splitlines()) == 1
+
+    whole = await invoke("export", "--max-session-bytes", "100000", str(export), env=env)
+    assert whole.exit_code == 0, whole.output
+    assert len(export.read_bytes().splitlines()) == 2
+    big = await invoke("show", "--max-session-bytes", "3000", "2", env=env)
+    assert big.exit_code == 3
+    assert "max_session_bytes" in one_line_error(big)
+
+
+@pytest.fixture
+def failing_credentials(tmp_path: Path) -> dict[str, str | None]:
+    config = tmp_path / "aws-config"
+    config.write_text("[profile broken]\ncredential_process = /bin/false\n")
+    return {
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_PROFILE": "broken",
+    }
+
+
+COMMANDS = [
+    ("ls",),
+    ("ls", "--after", "1(a\nb)"),
+    ("show", "1(\x1b[31m)"),
+    ("show", "7(a%2Fb)"),
+    ("rm", "1\t2"),
+    ("purge", "99"),
+    ("stats",),
+    ("export", "-"),
+    ("import", "/no/such/file.jsonl"),
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=repr)
+@pytest.mark.parametrize("trouble", ["none", "unknown profile", "failing credential process"])
+async def test_hostile_input_never_ends_in_a_traceback(
+    env: dict[str, str | None],
+    failing_credentials: dict[str, str | None],
+    args: tuple[str, ...],
+    trouble: str,
+) -> None:
+    settings = {
+        "none": env,
+        "unknown profile": {**env, "AWS_PROFILE": "no-such-profile"},
+        "failing credential process": {**env, **failing_credentials},
+    }[trouble]
+
+    result = await invoke(*args, env=settings)
+
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code in (0, 1, 2, 3)
+    if result.exit_code:
+        assert result.stderr.strip(), "an error says what went wrong"
+    if trouble != "none" and args[0] != "import":
+        assert result.exit_code == 2  # configuration
