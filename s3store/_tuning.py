@@ -1,6 +1,6 @@
 """Per-client tuning of aiobotocore for many small JSON objects.
 
-Three changes, all local to the store's own client and all behaviour-neutral:
+Four changes, all local to the store's own client and all behaviour-neutral:
 
 - No `Expect: 100-continue` on PutObject. botocore adds it so that a large
   upload can stop before sending its body; for a session snapshot it only costs
@@ -13,6 +13,11 @@ Three changes, all local to the store's own client and all behaviour-neutral:
   same endpoint comes back from the cache. Which parameters are unreferenced is
   computed from the rule set itself, so a rule set that starts reading one
   simply keeps it.
+- The User-Agent header built once per set of features instead of twice per
+  request. botocore assembles it from a dozen components, sanitizing each, when
+  it builds the request and again once the request is created (to add the
+  features the call used); everything in it but those features is fixed for the
+  life of the client, so the string is kept per set of features.
 - Timestamps in responses (`Last-Modified` on every GET and HEAD, `LastModified`
   of every listed object) parsed without dateutil when they have S3's exact
   format. botocore hands every timestamp to `dateutil.parser.parse`, a general
@@ -32,6 +37,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from botocore.context import get_context
 from botocore.handlers import add_expect_header
 from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 from dateutil.tz import tzlocal, tzutc  # type: ignore[import-untyped]  # botocore's own dependency
@@ -45,6 +51,7 @@ def tune_client(client: Any) -> None:
     """Apply these changes to an open aiobotocore S3 client."""
     client.meta.events.unregister("before-call.s3", add_expect_header)
     _parse_timestamps_fast(client)
+    _cache_user_agent(client)
     resolver = getattr(client, "_ruleset_resolver", None)
     provider = getattr(resolver, "_provider", None)
     loader = getattr(client, "_loader", None)
@@ -54,6 +61,25 @@ def tune_client(client: Any) -> None:
     unused = _unreferenced_parameters(rules)
     if unused:
         provider.resolve_endpoint = _without(unused, provider.resolve_endpoint)
+
+
+def _cache_user_agent(client: Any) -> None:
+    creator: Any = getattr(client, "_user_agent_creator", None)
+    build = getattr(creator, "to_string", None)
+    if build is None or not hasattr(creator, "_client_features"):
+        return  # another botocore layout: keep its own header
+    built: dict[frozenset[str], str] = {}
+
+    def to_string() -> str:
+        context = get_context()
+        features = frozenset(creator._client_features or ()).union(
+            context.features if context is not None else ()
+        )
+        if features not in built:
+            built[features] = build()
+        return built[features]
+
+    creator.to_string = to_string  # the request-created handler calls it too
 
 
 def _parse_timestamps_fast(client: Any) -> None:

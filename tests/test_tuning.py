@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import aioboto3
 import botocore.loaders
 import pytest
 from botocore.utils import parse_timestamp
@@ -95,3 +96,54 @@ async def test_only_the_stores_client_gets_the_fast_parser(s3_store: S3SessionSt
         factory: Any = other._endpoint._response_parser_factory  # type: ignore[attr-defined]
         assert "timestamp_parser" not in factory._defaults
         assert client._endpoint._response_parser_factory is not factory
+
+
+async def test_the_user_agent_is_built_once_per_set_of_features_and_stays_right(
+    moto_url: str, bucket: str
+) -> None:
+    sent: dict[str, list[str]] = {"reference": [], "store": []}
+
+    def recorder(side: str) -> Any:
+        def record(request: Any, **_: Any) -> None:
+            header = request.headers["User-Agent"]
+            sent[side].append(header.decode() if isinstance(header, bytes) else header)
+
+        return record
+
+    store = S3SessionStore(bucket, endpoint_url=moto_url, region_name="us-east-1")
+    options = store._client_options  # the same settings, on an untuned client
+    async with aioboto3.Session().client("s3", **options) as reference:
+        reference.meta.events.register("before-send.s3", recorder("reference"))
+        for number in range(2):
+            key = f"reference/{number}.json"
+            await reference.put_object(
+                Bucket=bucket, Key=key, Body=b"{}", ChecksumAlgorithm="SHA256"
+            )
+            await reference.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    async with store:
+        client: Any = await store._client()
+        client.meta.events.register("before-send.s3", recorder("store"))
+        builds = 0
+        build = client._user_agent_creator._build_sdk_metadata
+
+        def counted() -> Any:
+            nonlocal builds
+            builds += 1
+            return build()
+
+        client._user_agent_creator._build_sdk_metadata = counted
+        for number in range(5):
+            await store.save(AgentSession(id=SessionId(number)))
+            await store.load(SessionId(number))
+    assert builds <= 4  # one per set of features, not two per request (20 here)
+
+    def parts(header: str) -> tuple[str, frozenset[str]]:
+        """The header without its features, and the features (botocore's order varies)."""
+        words = header.split(" ")
+        features = next(word for word in words if word.startswith("m/"))
+        rest = " ".join(word for word in words if word != features)
+        return rest, frozenset(features[2:].split(","))
+
+    reference = {parts(header)[0] for header in sent["reference"]}
+    assert {parts(header)[0] for header in sent["store"]} == reference
+    assert all({"b", "E", "Z"} <= parts(header)[1] for header in sent["store"])
