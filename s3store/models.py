@@ -36,6 +36,7 @@ __all__ = [
     "CustomMessage",
     "Image",
     "ImageDetail",
+    "JsonValue",
     "RunState",
     "SessionId",
     "SystemMessage",
@@ -44,6 +45,7 @@ __all__ = [
     "UrlImage",
     "UserMessage",
     "find_invalid",
+    "serde_json_floats",
 ]
 
 _U64_MAX = 2**64 - 1
@@ -373,6 +375,19 @@ class AgentSession(_Wire):
     def _sorted_actions(self, actions: set[str]) -> list[str]:
         # Sorted, so that the same session always serializes to the same bytes.
         return sorted(actions)
+
+
+# A JSON string (skipped whole), or the `e+` of a number's exponent.
+_STRING_OR_EXPONENT = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|e\+')
+
+
+def serde_json_floats(body: bytes) -> bytes:
+    """`body` with floats spelled as serde_json spells them: `1e300`, not pydantic's
+    `1e+300` (every other float pydantic writes as serde_json does). A pass over the
+    bytes only when `e+` occurs in them at all."""
+    if b"e+" not in body:
+        return body
+    return _STRING_OR_EXPONENT.sub(lambda match: b"e" if match[0] == b"e+" else match[0], body)
 
 
 def find_invalid(model: BaseModel) -> tuple[str, str]:

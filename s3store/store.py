@@ -34,7 +34,7 @@ from s3store.errors import (
     WriteOutcomeUnknownError,
 )
 from s3store.keys import normalize_prefix, parse_key, session_key
-from s3store.models import AgentSession, SessionId, find_invalid
+from s3store.models import AgentSession, SessionId, find_invalid, serde_json_floats
 from s3store.writes import Outcome, extend, key_token, new_token, outcome
 
 __all__ = [
@@ -441,7 +441,7 @@ class SessionStore(ABC, Generic[S]):
         """The session's JSON; `InvalidSessionError` for a value agent-base could not
         read back (changed in place after validation), before any request."""
         try:
-            return self._adapter.dump_json(session)
+            return serde_json_floats(self._adapter.dump_json(session))
         except PydanticSerializationError:
             path, problem = find_invalid(session)
             raise InvalidSessionError(

@@ -28,7 +28,7 @@ from typing import Any
 import aioboto3
 
 from benchmarks.common import REGION, Options, Result, Servers, bucket_name
-from s3store import AgentSession, SessionId, UserMessage, serverless
+from s3store import AgentSession, S3SessionStore, SessionId, UserMessage, serverless
 
 HANDLER = Path(__file__).parents[2] / "terraform" / "examples" / "lambda" / "handler.py"
 
@@ -69,16 +69,30 @@ def load_handler() -> ModuleType:
     return module
 
 
-def measure(invoke: Any, repeat: int) -> tuple[float, float]:
-    """Median wall and CPU milliseconds of `invoke(n)` over `repeat` calls, after a warm-up."""
-    invoke(0)
-    walls, cpus = [], []
+def timed(invoke: Any, number: int) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    invoke(number)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure(invokes: dict[str, Any], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU milliseconds per call of each `invoke(n)`, after a warm-up.
+
+    The patterns take turns, call by call, so that each sees the same machine state.
+    """
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in invokes}
+    for invoke in invokes.values():
+        invoke(0)
     for number in range(1, repeat + 1):
-        wall, cpu = time.perf_counter(), time.process_time()
-        invoke(number)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls) * 1e3, statistics.median(cpus) * 1e3
+        for name, invoke in invokes.items():
+            times[name].append(timed(invoke, number))
+    return {
+        name: (
+            statistics.median(wall for wall, _ in pairs) * 1e3,
+            statistics.median(cpu for _, cpu in pairs) * 1e3,
+        )
+        for name, pairs in times.items()
+    }
 
 
 def warm_figures(handler: ModuleType, repeat: int) -> dict[str, tuple[float, float]]:
@@ -95,7 +109,7 @@ def warm_figures(handler: ModuleType, repeat: int) -> dict[str, tuple[float, flo
         asyncio.run(handler.handler.__wrapped__(event(2, f"run {number}"), context))
 
     floor_loop = asyncio.new_event_loop()
-    store = handler.store
+    floor_store = S3SessionStore.from_env()  # the same settings; a client of its own
 
     def floor(number: int) -> None:
         def add(session: AgentSession | None) -> AgentSession:
@@ -103,18 +117,15 @@ def warm_figures(handler: ModuleType, repeat: int) -> dict[str, tuple[float, flo
             session.chat_messages.append(UserMessage(content=f"floor {number}"))
             return session
 
-        floor_loop.run_until_complete(store.update(SessionId(3), add))
+        floor_loop.run_until_complete(floor_store.update(SessionId(3), add))
 
     try:
-        figures = {"floor": measure(floor, repeat)}
-        floor_loop.run_until_complete(store.close())
+        figures = measure({"floor": floor, "warm": warm}, repeat)
+        floor_loop.run_until_complete(floor_store.close())
     finally:
         floor_loop.close()
-    try:
-        figures["warm"] = measure(warm, repeat)
-    finally:
         serverless.shutdown()
-    figures["asyncio_run"] = measure(asyncio_run, repeat)
+    figures.update(measure({"asyncio_run": asyncio_run}, repeat))
     return figures
 
 
@@ -141,7 +152,7 @@ async def run(servers: Servers, options: Options) -> list[Result]:
     os.environ["AWS_ENDPOINT_URL"] = servers.moto_slow
     try:
         handler = load_handler()
-        figures = await asyncio.to_thread(warm_figures, handler, options.pick(15, 40))
+        figures = await asyncio.to_thread(warm_figures, handler, options.pick(30, 80))
     finally:
         del os.environ["S3STORE_BUCKET"], os.environ["AWS_ENDPOINT_URL"]
     cold, raw = await asyncio.to_thread(cold_figures, servers, bucket, options.pick(3, 9))
