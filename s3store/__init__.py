@@ -18,6 +18,7 @@ from s3store.errors import (
     StorageError,
     WriteOutcomeUnknownError,
 )
+from s3store.events import RuntimeEvent
 from s3store.models import (
     AgentSession,
     AssistantMessage,
@@ -33,9 +34,9 @@ from s3store.models import (
     UrlImage,
     UserMessage,
 )
-from s3store.s3 import Purged, S3SessionStore, SessionInfo
+from s3store.s3 import Purged, S3SessionStore, SessionInfo, SessionVersion
 from s3store.serverless import lambda_handler
-from s3store.store import Concurrency, InMemorySessionStore, SessionStore
+from s3store.store import Concurrency, InMemorySessionStore, LoggedEvent, SessionStore
 
 __all__ = [
     "AccessDeniedError",
@@ -53,8 +54,10 @@ __all__ = [
     "InMemorySessionStore",
     "InvalidSessionError",
     "InvalidSessionIdError",
+    "LoggedEvent",
     "Purged",
     "RunState",
+    "RuntimeEvent",
     "S3SessionStore",
     "SessionConflictError",
     "SessionId",
@@ -62,6 +65,7 @@ __all__ = [
     "SessionStore",
     "SessionStoreError",
     "SessionTooLargeError",
+    "SessionVersion",
     "StorageError",
     "SystemMessage",
     "ToolCall",

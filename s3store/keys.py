@@ -15,6 +15,8 @@ from s3store.models import SessionId
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "event_key",
+    "events_prefix",
     "key_name",
     "normalize_prefix",
     "parse_key",
@@ -102,3 +104,20 @@ def parse_key(prefix: str, key: str) -> SessionId | None:
         return None
     # Only the canonical spelling counts, so that two keys never name one session.
     return session_id if session_key(prefix, session_id) == key else None
+
+
+def events_prefix(prefix: str, session_id: SessionId) -> str:
+    """Where a session's events are: `<prefix><key name>/events/`, a sub-folder that
+    `list()`, which does not descend into sub-folders, never sees."""
+    return f"{prefix}{key_name(session_id)}/events/"
+
+
+def event_key(prefix: str, session_id: SessionId, name: str) -> str:
+    """The object key of one event; raises `InvalidSessionIdError` if S3 would refuse it."""
+    key = f"{events_prefix(prefix, session_id)}{name}{_SUFFIX}"
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidSessionIdError(
+            f"the keys of session {key_name(session_id)[:40]}...'s events would be over S3's "
+            f"limit of {MAX_KEY_BYTES} bytes: use a shorter external id or prefix"
+        )
+    return key

@@ -40,14 +40,14 @@ from s3store.errors import (
     SessionStoreError,
     StorageError,
 )
-from s3store.keys import parse_key
+from s3store.keys import events_prefix, parse_key
 from s3store.models import AgentSession, SessionId
 from s3store.store import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_SESSION_BYTES,
     Concurrency,
+    EventLogStore,
     S,
-    SessionStore,
     StoredObject,
     StoredVersion,
     conflict,
@@ -66,6 +66,7 @@ __all__ = [
     "Purged",
     "S3SessionStore",
     "SessionInfo",
+    "SessionVersion",
 ]
 
 ENV_BUCKET = "S3STORE_BUCKET"
@@ -134,13 +135,25 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class Purged:
-    """What `purge()` removed: object versions and delete markers."""
+    """What `purge()` removed: versions and delete markers of the session's object,
+    and versions of its events."""
 
     versions: int
     delete_markers: int
+    events: int = 0
 
 
-class S3SessionStore(SessionStore[S]):
+@dataclass(frozen=True)
+class SessionVersion:
+    """One stored version of a session, as `history()` lists it."""
+
+    version_id: str
+    last_modified: datetime
+    size: int
+    is_latest: bool
+
+
+class S3SessionStore(EventLogStore[S]):
     """Sessions as JSON objects under `prefix` in an S3 bucket.
 
     One aioboto3 client per event loop serves the store::
@@ -328,12 +341,12 @@ class S3SessionStore(SessionStore[S]):
 
     # -- the four primitives ---------------------------------------------------
 
-    async def _get(self, key: str) -> StoredObject | None:
+    async def _get(self, key: str, version_id: str | None = None) -> StoredObject | None:
         # botocore retries a failed request, but not a body that arrives damaged
         # after the response began: that is read again here.
         for _ in range(self._max_attempts):
             try:
-                return await self._get_once(key)
+                return await self._get_once(key, version_id)
             except _DamagedBody as exc:
                 damage = exc.__cause__
         if isinstance(damage, ReadTimeoutError):
@@ -353,14 +366,16 @@ class S3SessionStore(SessionStore[S]):
             key=key,
         )
 
-    async def _get_once(self, key: str) -> StoredObject | None:
+    async def _get_once(self, key: str, version_id: str | None) -> StoredObject | None:
         client = await self._client()
         with self._errors("GetObject", key):
-            cached = self._cache.get(key) if self._cache is not None else None
-            unless: dict[str, Any] = {} if cached is None else {"IfNoneMatch": cached.version}
+            cached = self._cache.get(key) if self._cache is not None and not version_id else None
+            options: dict[str, Any] = {} if cached is None else {"IfNoneMatch": cached.version}
+            if version_id:
+                options["VersionId"] = version_id
             try:
                 response = await client.get_object(
-                    Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **unless
+                    Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **options
                 )
             except ClientError as exc:
                 if cached is not None and _code(exc) == "304":
@@ -383,7 +398,7 @@ class S3SessionStore(SessionStore[S]):
         body = self._decompressed(body, response.get("ContentEncoding"), key)
         writes = decode(response["Metadata"].get(METADATA_KEY))
         stored = StoredObject(body, response["ETag"], writes)
-        if self._cache is not None:
+        if self._cache is not None and not version_id:
             self._cache.put(key, stored)
         return stored
 
@@ -412,7 +427,9 @@ class S3SessionStore(SessionStore[S]):
         writes: tuple[str, ...],
     ) -> str:
         client = await self._client()
-        options: dict[str, Any] = {**self._encryption, "Metadata": {METADATA_KEY: encode(writes)}}
+        options: dict[str, Any] = {**self._encryption}
+        if writes:
+            options["Metadata"] = {METADATA_KEY: encode(writes)}
         if if_match is not None:
             options["IfMatch"] = if_match
         if if_absent:
@@ -469,6 +486,17 @@ class S3SessionStore(SessionStore[S]):
             ):
                 for item in page.get("Contents", ()):
                     yield item
+
+    async def _keys_after(
+        self, folder: str, start_after: str | None, limit: int
+    ) -> builtins.list[str]:
+        client = await self._client()
+        after: dict[str, Any] = {} if start_after is None else {"StartAfter": start_after}
+        with self._errors("ListObjectsV2", None):
+            page = await client.list_objects_v2(
+                Bucket=self.bucket, Prefix=folder, MaxKeys=limit, **after
+            )
+        return [item["Key"] for item in page.get("Contents", ())]
 
     async def _delete(self, key: str) -> None:
         client = await self._client()
@@ -552,32 +580,98 @@ class S3SessionStore(SessionStore[S]):
         return infos
 
     async def purge(self, session_id: SessionId) -> Purged:
-        """Erase a session for good: every version and delete marker of its object.
+        """Erase a session for good: every version and delete marker of its object,
+        and every version of every one of its events.
 
         `delete()` in a versioned bucket only adds a delete marker, and the old
-        versions stay recoverable; `purge()` is the right to erasure. It needs
-        `s3:ListBucketVersions` and `s3:DeleteObjectVersion` (the Terraform
-        module's eraser policy). In an unversioned bucket it deletes the object.
+        versions stay recoverable; it also leaves the events, the audit trail.
+        `purge()` is the right to erasure. It needs `s3:ListBucketVersions` and
+        `s3:DeleteObjectVersion` (the Terraform module's eraser policy). In an
+        unversioned bucket it deletes the objects.
         """
         key = self._key(session_id)
-        client = await self._client()
-        versions: builtins.list[dict[str, str]] = []
-        markers = 0
-        with self._errors("ListObjectVersions", key):
-            paginator = client.get_paginator("list_object_versions")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
-                for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
-                    if item["Key"] == key:
-                        versions.append({"Key": key, "VersionId": item["VersionId"]})
-                markers += sum(1 for item in page.get("DeleteMarkers", ()) if item["Key"] == key)
-        for start in range(0, len(versions), _DELETE_BATCH):
-            failures = await self._delete_objects(versions[start : start + _DELETE_BATCH], key)
+        snapshot = [item async for item in self._versions(key) if item["Key"] == key]
+        events = [item async for item in self._versions(events_prefix(self.prefix, session_id))]
+        doomed = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]} for item in snapshot + events
+        ]
+        for start in range(0, len(doomed), _DELETE_BATCH):
+            failures = await self._delete_objects(doomed[start : start + _DELETE_BATCH], key)
             if failures:
                 left = f"{len(failures)} version(s) left in place, run purge again"
                 raise self._key_failure(
                     failures[0], key, f"{left}: {failures[0].get('Message', '')}"
                 )
-        return Purged(versions=len(versions) - markers, delete_markers=markers)
+        markers = sum(1 for item in snapshot if item["IsDeleteMarker"])
+        return Purged(versions=len(snapshot) - markers, delete_markers=markers, events=len(events))
+
+    async def history(self, session_id: SessionId) -> builtins.list[SessionVersion]:
+        """Every stored version of the session, newest first (delete markers left out).
+
+        Needs a versioned bucket (the Terraform module turns versioning on) and
+        `s3:ListBucketVersions`; in an unversioned bucket, `ConfigurationError`.
+        """
+        key = self._key(session_id)
+        found = [
+            item
+            async for item in self._versions(key)
+            if item["Key"] == key and not item["IsDeleteMarker"]
+        ]
+        if found and all(item["VersionId"] == "null" for item in found):
+            raise ConfigurationError(
+                "the bucket keeps no versions: a session has no history until versioning "
+                "is enabled on the bucket (the Terraform module enables it)",
+                bucket=self.bucket,
+                key=key,
+            )
+        found.sort(key=lambda item: item["LastModified"], reverse=True)
+        return [
+            SessionVersion(item["VersionId"], item["LastModified"], item["Size"], item["IsLatest"])
+            for item in found
+        ]
+
+    async def load(self, session_id: SessionId, version_id: str | None = None) -> S | None:
+        """The stored session (or, with `version_id`, that version of it from
+        `history()`), or None when there is none."""
+        if version_id is None:
+            return await super().load(session_id)
+        key = self._key(session_id)
+        stored = await self._get(key, version_id)
+        if stored is None:
+            return None
+        session = self._decode(stored.body, key, session_id)
+        self._remember(session, key, stored.version, stored.writes)
+        return session
+
+    async def restore(self, session_id: SessionId, version_id: str) -> S:
+        """Make a version from `history()` the current session again, as a new version.
+
+        The save is conditional on the version stored now: `SessionConflictError` if
+        the session changed between the two, and nothing is written then.
+        """
+        key = self._key(session_id)
+        old = await self.load(session_id, version_id)
+        if old is None:
+            raise StorageError(
+                f"there is no version {version_id!r} of the session: `history()` lists them",
+                operation="GetObject",
+                code="NoSuchVersion",
+                bucket=self.bucket,
+                key=key,
+            )
+        await self._save(old, key, await self._stored_version(key))
+        return old
+
+    async def _versions(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        """Every version and delete marker under `prefix`, each with `IsDeleteMarker`."""
+        client = await self._client()
+        with self._errors("ListObjectVersions", prefix):
+            paginator = client.get_paginator("list_object_versions")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for version in page.get("Versions", ()):
+                    yield {**version, "IsDeleteMarker": False}
+                for marker in page.get("DeleteMarkers", ()):
+                    yield {**marker, "IsDeleteMarker": True}
 
     async def _delete_objects(self, objects: builtins.list[Any], key: str | None) -> Any:
         """One quiet DeleteObjects request; the per-key failures S3 reports."""

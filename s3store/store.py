@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import inspect
 import logging
 import random
+import secrets
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, Literal, NamedTuple, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -33,7 +37,8 @@ from s3store.errors import (
     SessionTooLargeError,
     WriteOutcomeUnknownError,
 )
-from s3store.keys import normalize_prefix, parse_key, session_key
+from s3store.events import RuntimeEvent
+from s3store.keys import event_key, events_prefix, normalize_prefix, parse_key, session_key
 from s3store.models import AgentSession, SessionId, find_invalid, serde_json_floats
 from s3store.writes import Outcome, extend, key_token, new_token, outcome
 
@@ -41,7 +46,9 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_SESSION_BYTES",
     "Concurrency",
+    "EventLogStore",
     "InMemorySessionStore",
+    "LoggedEvent",
     "SessionStore",
     "StoredObject",
     "StoredVersion",
@@ -83,6 +90,17 @@ class StoredVersion(NamedTuple):
 
     version: str
     writes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """An event as a session's log holds it: `position` is what `events(after=...)` takes."""
+
+    position: str
+    event: RuntimeEvent
+
+
+_EVENTS = TypeAdapter(RuntimeEvent)
 
 
 class _Seen(NamedTuple):
@@ -337,6 +355,19 @@ class SessionStore(ABC, Generic[S]):
             await asyncio.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def append_event(self, session_id: SessionId, event: RuntimeEvent) -> None:
+        """Record an event of the session, for audit and replay.
+
+        A no-op here, as agent-base's `SessionStore` trait provides it;
+        `InMemorySessionStore` and `S3SessionStore` keep every event (`EventLogStore`).
+        """
+
+    def events(
+        self, session_id: SessionId, *, after: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[LoggedEvent]:
+        """The session's events in append order (none here: see `EventLogStore`)."""
+        return _no_events()
+
     # -- what a backend provides ---------------------------------------------
 
     @abstractmethod
@@ -552,7 +583,102 @@ class SessionStore(ABC, Generic[S]):
         return None
 
 
-class InMemorySessionStore(SessionStore[S]):
+async def _no_events() -> AsyncIterator[LoggedEvent]:
+    return
+    yield  # an async generator that yields nothing
+
+
+class EventLogStore(SessionStore[S]):
+    """A store that keeps each event as an immutable object of its own under the
+    session, `<prefix><id>/events/<position>.json`, created only if absent.
+
+    A position is `<microseconds since the epoch>-<writer>-<sequence>`, fixed-width:
+    object-key order is append order. Every reader sees one order, the same for all;
+    each writer's (each store's) own events keep the order it appended them in, its
+    clock never going back. Across writers the order is that of their clocks, so
+    events of two machines whose clocks disagree interleave by those clocks.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._writer = secrets.token_hex(8)
+        self._sequence = 0
+        self._last_micros = 0
+
+    async def append_event(self, session_id: SessionId, event: RuntimeEvent) -> None:
+        """Store the event under a position of its own; a retried request never makes two."""
+        key = event_key(self.prefix, session_id, self._next_position())
+        body = self._encode_event(event, key)
+        # The position is this append's alone: a conflict is an earlier attempt of it
+        # that landed before its answer was lost.
+        with contextlib.suppress(SessionConflictError):
+            await self._put(key, body, if_match=None, if_absent=True, writes=())
+
+    async def events(
+        self, session_id: SessionId, *, after: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[LoggedEvent]:
+        """The session's events in append order, from after position `after` (for
+        tailing: pass the last position you got), at most `limit` of them."""
+        folder = events_prefix(self.prefix, session_id)
+        start = None if after is None else f"{folder}{after}.json"
+        left = limit
+        while left is None or left > 0:
+            keys = await self._keys_after(folder, start, 1000 if left is None else min(left, 1000))
+            if not keys:
+                return
+            for key, body in zip(keys, await self._bodies(keys), strict=True):
+                if body is not None:  # erased since the listing
+                    position = key[len(folder) : -len(".json")]
+                    yield LoggedEvent(position, self._decode_event(body, key))
+            start = keys[-1]
+            if left is not None:
+                left -= len(keys)
+
+    def _next_position(self) -> str:
+        # Never back in time for this writer, and a sequence for events in one tick.
+        self._last_micros = max(self._last_micros, time.time_ns() // 1000)
+        self._sequence += 1
+        return f"{self._last_micros:017d}-{self._writer}-{self._sequence:012d}"
+
+    async def _bodies(self, keys: builtins.list[str]) -> builtins.list[bytes | None]:
+        bodies: dict[str, bytes | None] = {}
+
+        async def read(key: str) -> None:
+            stored = await self._get(key)
+            bodies[key] = None if stored is None else stored.body
+
+        errors = await self._each(keys, read, None)
+        if errors:
+            raise next(iter(errors.values()))
+        return [bodies[key] for key in keys]
+
+    def _encode_event(self, event: RuntimeEvent, key: str) -> bytes:
+        try:
+            return serde_json_floats(_EVENTS.dump_json(event))
+        except PydanticSerializationError as exc:
+            raise InvalidSessionError(
+                f"the event cannot be stored as agent-base reads it ({exc}). Nothing was "
+                "written: fix the event",
+                path="event",
+                bucket=self._bucket_name(),
+                key=key,
+            ) from None
+
+    def _decode_event(self, body: bytes, key: str) -> RuntimeEvent:
+        try:
+            return _EVENTS.validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+            raise self._corrupt(f"is not a valid event ({first['msg']})", body, key) from None
+
+    @abstractmethod
+    async def _keys_after(
+        self, folder: str, start_after: str | None, limit: int
+    ) -> builtins.list[str]:
+        """Up to `limit` keys under `folder`, in key order, after `start_after`."""
+
+
+class InMemorySessionStore(EventLogStore[S]):
     """A store in this process's memory, with the same semantics as `S3SessionStore`.
 
     It keeps serialized bytes, so changing an object after saving or loading it
@@ -620,7 +746,22 @@ class InMemorySessionStore(SessionStore[S]):
         return None if current is None else StoredVersion(current.version, current.writes)
 
     async def _list_keys(self) -> builtins.list[str]:
-        return sorted(self._objects)
+        # As S3 lists with a delimiter: keys in sub-folders (events) are not sessions.
+        return sorted(
+            key
+            for key in self._objects
+            if key.startswith(self.prefix) and "/" not in key[len(self.prefix) :]
+        )
+
+    async def _keys_after(
+        self, folder: str, start_after: str | None, limit: int
+    ) -> builtins.list[str]:
+        keys = sorted(
+            key
+            for key in self._objects
+            if key.startswith(folder) and (start_after is None or key > start_after)
+        )
+        return keys[:limit]
 
     async def _delete(self, key: str) -> None:
         self._objects.pop(key, None)
