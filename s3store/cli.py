@@ -19,7 +19,7 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any, TypeVar
@@ -59,11 +59,23 @@ from s3store.errors import (
     SessionStoreError,
     SessionTooLargeError,
 )
+from s3store.events import (
+    AwaitingApproval,
+    Checkpoint,
+    PlanUpdated,
+    TextDelta,
+    ThoughtDelta,
+    ToolCallDraft,
+    ToolCallFinished,
+    ToolCallStarted,
+    UserEvent,
+    event_json,
+)
 from s3store.keys import key_name, normalize_prefix, parse_name, session_key
 from s3store.local import DEFAULT_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, LocalS3
 from s3store.models import AgentSession, AssistantMessage, ChatMessage, CustomMessage, SessionId
-from s3store.s3 import ENV_BUCKET, ENV_PREFIX, S3SessionStore, SessionInfo
-from s3store.store import DEFAULT_MAX_SESSION_BYTES
+from s3store.s3 import ENV_BUCKET, ENV_PREFIX, S3SessionStore, SessionInfo, SessionVersion
+from s3store.store import DEFAULT_MAX_SESSION_BYTES, LoggedEvent
 
 __all__ = ["Connection", "cli", "main"]
 
@@ -935,6 +947,119 @@ def import_command(
         )
     if problems:
         raise CommandError("; and ".join(problems))
+
+
+# -- events and history ------------------------------------------------------------------
+
+
+def event_summary(logged: LoggedEvent) -> tuple[str, str, str, str]:
+    """Time, agent, variant and a one-line gist of an event, for the timeline."""
+    event = logged.event
+    moment = datetime.fromtimestamp(int(logged.position.split("-")[0]) / 1e6, timezone.utc)
+    agent = getattr(event, "agent_id", None) or ""
+    if isinstance(event, (TextDelta, ThoughtDelta)):
+        gist = event.text
+    elif isinstance(event, ToolCallStarted):
+        gist = f"{event.tool_name}({event.args_json})"
+    elif isinstance(event, ToolCallFinished):
+        gist = f"{event.tool_name}: {'denied' if event.denied else event.summary}"
+    elif isinstance(event, ToolCallDraft):
+        gist = f"{event.name} ({event.args_len} bytes of arguments)"
+    elif isinstance(event, AwaitingApproval):
+        gist = f"{event.request.title}: {event.request.message} ({event.request.risk_level})"
+    elif isinstance(event, Checkpoint):
+        gist = f"turn {event.checkpoint.turn_count}, {type(event.checkpoint.step).__name__}"
+    elif isinstance(event, PlanUpdated):
+        gist = event.objective
+    elif isinstance(event, UserEvent):
+        gist = f"{event.event.tag}: {getattr(event.event, 'text', '')}"
+    else:
+        gist = ""
+    text = " ".join(gist.split())  # one line, whatever the event holds
+    return _timestamp(moment), agent, event.runtime_event_type, text[:200]
+
+
+@cli.command("events")
+@connection_options
+@_ID_ARGUMENT
+@click.option("--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@json_option
+def events_command(
+    connection: Connection, session_id: SessionId, follow: bool, as_json: bool
+) -> None:
+    """The session's events in append order: a timeline on a terminal, JSON lines
+    (each event as agent-base writes it) when piped or with --json."""
+
+    async def show() -> None:
+        async with connection.store() as store:
+            after: str | None = None
+            while True:
+                async for logged in store.events(session_id, after=after):
+                    after = logged.position
+                    if as_json or not interactive():
+                        click.echo(event_json(logged.event).decode())
+                    else:
+                        console().print(Text("  ".join(event_summary(logged))))
+                if not follow:
+                    return
+                await asyncio.sleep(1)
+
+    with suppress(KeyboardInterrupt):
+        asyncio.run(show())
+
+
+@cli.command("history")
+@connection_options
+@_ID_ARGUMENT
+@json_option
+def history_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
+    """The session's stored versions, newest first (a versioned bucket)."""
+
+    async def listing() -> list[SessionVersion]:
+        async with connection.store() as store:
+            return await store.history(session_id)
+
+    versions = asyncio.run(listing())
+    if not versions:
+        raise NotFoundError(f"no version of session {key_name(session_id)} in {connection}")
+    if as_json:
+        _print_json(
+            [
+                {
+                    "version_id": version.version_id,
+                    "last_modified": version.last_modified.isoformat(),
+                    "size": version.size,
+                    "latest": version.is_latest,
+                }
+                for version in versions
+            ]
+        )
+        return
+    _print_rows(
+        (v.version_id, v.last_modified.isoformat(), v.size, "latest" if v.is_latest else "")
+        for v in versions
+    )
+
+
+@cli.command("restore")
+@connection_options
+@_ID_ARGUMENT
+@click.argument("version_id", metavar="VERSION")
+@json_option
+def restore_command(
+    connection: Connection, session_id: SessionId, version_id: str, as_json: bool
+) -> None:
+    """Make VERSION (from `s3store history`) the session's current version again."""
+
+    async def restore() -> int:
+        async with connection.store() as store:
+            return len((await store.restore(session_id, version_id)).chat_messages)
+
+    messages = asyncio.run(restore())
+    if as_json:
+        _print_json({"restored": key_name(session_id), "version_id": version_id})
+    else:
+        _note(f"restored {key_name(session_id)} to version {version_id} ({messages} messages)")
 
 
 @cli.command("local")

@@ -18,11 +18,12 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
     WrapSerializer,
     model_serializer,
 )
 
-from s3store.models import U64, ChatMessage, JsonValue, SessionId
+from s3store.models import U64, ChatMessage, JsonValue, SessionId, serde_json_floats
 
 __all__ = [
     "AfterToolCalls",
@@ -52,6 +53,8 @@ __all__ = [
     "UnknownEvent",
     "UserEvent",
     "UserEventPayload",
+    "event_json",
+    "parse_event",
 ]
 
 U32 = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -369,5 +372,17 @@ RuntimeEvent = Annotated[
     PlainValidator(_validate_event),
     PlainSerializer(_dump),
 ]
-"""Any event agent-base 0.9 writes, or an `UnknownEvent`: read and write it with
-`pydantic.TypeAdapter(RuntimeEvent)`, or construct a variant (`TextDelta(...)`)."""
+"""Any event agent-base 0.9 writes, or an `UnknownEvent`: construct a variant
+(`TextDelta(...)`), read one with `parse_event`, write one with `event_json`."""
+
+_ADAPTER: TypeAdapter[RuntimeEvent] = TypeAdapter(RuntimeEvent)
+
+
+def parse_event(data: bytes | str) -> RuntimeEvent:
+    """An event from its JSON; pydantic's `ValidationError` if it is not one."""
+    return _ADAPTER.validate_json(data)
+
+
+def event_json(event: RuntimeEvent) -> bytes:
+    """The event's JSON, as agent-base's serde writes it, byte for byte."""
+    return serde_json_floats(_ADAPTER.dump_json(event))

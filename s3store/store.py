@@ -37,7 +37,7 @@ from s3store.errors import (
     SessionTooLargeError,
     WriteOutcomeUnknownError,
 )
-from s3store.events import RuntimeEvent
+from s3store.events import RuntimeEvent, event_json, parse_event
 from s3store.keys import event_key, events_prefix, normalize_prefix, parse_key, session_key
 from s3store.models import AgentSession, SessionId, find_invalid, serde_json_floats
 from s3store.writes import Outcome, extend, key_token, new_token, outcome
@@ -98,9 +98,6 @@ class LoggedEvent:
 
     position: str
     event: RuntimeEvent
-
-
-_EVENTS = TypeAdapter(RuntimeEvent)
 
 
 class _Seen(NamedTuple):
@@ -654,7 +651,7 @@ class EventLogStore(SessionStore[S]):
 
     def _encode_event(self, event: RuntimeEvent, key: str) -> bytes:
         try:
-            return serde_json_floats(_EVENTS.dump_json(event))
+            return event_json(event)
         except PydanticSerializationError as exc:
             raise InvalidSessionError(
                 f"the event cannot be stored as agent-base reads it ({exc}). Nothing was "
@@ -666,7 +663,7 @@ class EventLogStore(SessionStore[S]):
 
     def _decode_event(self, body: bytes, key: str) -> RuntimeEvent:
         try:
-            return _EVENTS.validate_json(body)
+            return parse_event(body)
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
             raise self._corrupt(f"is not a valid event ({first['msg']})", body, key) from None

@@ -28,6 +28,7 @@ from s3store import (
     UserMessage,
 )
 from s3store.cli import cli
+from s3store.events import TextDelta, ToolCallStarted, event_json
 from s3store.keys import key_name, parse_name, session_key
 from tests.faultproxy import Fault, FaultProxy
 
@@ -745,3 +746,57 @@ async def test_hostile_input_never_ends_in_a_traceback(
         assert result.stderr.strip(), "an error says what went wrong"
     if trouble != "none" and args[0] != "import":
         assert result.exit_code == 2  # configuration
+
+
+# -- events and history ---------------------------------------------------------------------
+
+
+async def test_events_prints_json_lines_piped_and_a_timeline_on_a_terminal(
+    env: dict[str, str | None], s3_store: S3SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = SessionId(5, "user\n5")
+    appended = [
+        TextDelta(session_id=session_id, text="Hello\nthere", agent_id="root"),
+        ToolCallStarted(session_id=session_id, tool_name="bash", args_json='{"cmd":"ls"}'),
+    ]
+    for event in appended:
+        await s3_store.append_event(session_id, event)
+
+    piped = await invoke("events", key_name(session_id), env=env)
+
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout.splitlines() == [event_json(event).decode() for event in appended]
+
+    monkeypatch.setattr(s3store.cli, "interactive", lambda: True)
+    timeline = await invoke("events", key_name(session_id), env=env)
+    lines = timeline.stdout.splitlines()
+    assert len(lines) == 2
+    assert "root" in lines[0]
+    assert "textDelta" in lines[0]
+    assert "Hello there" in lines[0]  # one line per event, whatever it holds
+    assert 'bash({"cmd":"ls"})' in lines[1]
+
+
+async def test_history_and_restore_put_a_session_back(
+    env: dict[str, str | None], versioned: str, s3_store: S3SessionStore
+) -> None:
+    session_id = SessionId(6)
+    for turns in (1, 2, 3):
+        session = await s3_store.load(session_id)
+        if session is None:
+            await s3_store.save(conversation(session_id, turns))
+        else:
+            session.chat_messages = conversation(session_id, turns).chat_messages
+            await s3_store.save(session)
+
+    listed = await invoke("history", "--json", "6", env=env)
+    assert listed.exit_code == 0, listed.output
+    versions = json.loads(listed.stdout)
+    assert [version["latest"] for version in versions] == [True, False, False]
+
+    restored = await invoke("restore", "6", versions[-1]["version_id"], env=env)
+
+    assert restored.exit_code == 0, restored.output
+    assert await s3_store.load(session_id) == conversation(session_id, 1)
+    unversioned = await invoke("history", "6", env={**env, "S3STORE_PREFIX": "other/"})
+    assert unversioned.exit_code == 1  # nothing stored there
