@@ -217,3 +217,15 @@ async def test_every_kind_of_event_is_stored_as_agent_base_wrote_it(
     assert isinstance(logged[-1].event, UserEvent)
     assert any(isinstance(event.event, Checkpoint) for event in logged)
     assert any(isinstance(event.event, ToolCallFinished) for event in logged)
+
+
+async def test_a_writer_keeps_its_order_when_its_clock_steps_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemorySessionStore()
+    clock = iter([5_000_000_000, 5_000_000_000, 4_000_000_000, 6_000_000_000])
+    monkeypatch.setattr("s3store.store.time.time_ns", lambda: next(clock))
+    for number in range(4):
+        await store.append_event(SID, TextDelta(session_id=SID, text=str(number)))
+    logged = await collect(store)
+    assert [event.event.text for event in logged] == ["0", "1", "2", "3"]  # type: ignore[union-attr]
