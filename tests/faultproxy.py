@@ -30,6 +30,7 @@ class Fault(enum.Enum):
     LATENCY = "added latency"
     STALL = "stall past the read timeout"
     STALL_BODY = "body stalls past the read timeout, half sent"
+    ALTER_REQUEST = "request body altered on its way to the server"
 
 
 _ERRORS = {
@@ -149,6 +150,9 @@ class FaultProxy:
             await writer.drain()
             return True
 
+        if fault is Fault.ALTER_REQUEST and body:
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
         assert self._http is not None
         forwarded = {name.strip(): value.strip() for name, value in headers}
         for name in list(forwarded):
