@@ -9,7 +9,14 @@ LOCAL_STAMP := $(VENV)/.installed-local
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-bench
 
-.PHONY: install test lint demo clean terraform-check bench bench-quick
+# The second S3 server and the other Pythons come from pyenv's (or PATH's) interpreters.
+PYENV_VERSIONS := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)/versions
+find_python = $(firstword $(wildcard $(PYENV_VERSIONS)/$(1).*/bin/python) $(shell command -v python$(1)))
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-localstack
+MATRIX := 3.10 3.12 3.13
+
+.PHONY: install test lint demo clean terraform-check bench bench-quick test-localstack test-matrix
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +47,32 @@ bench-quick: $(BENCH_STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# LocalStack (its own S3, not moto's) needs Python 3.12 or newer, in a venv of its own.
+$(LOCALSTACK_STAMP):
+	@py="$(or $(call find_python,3.12),$(call find_python,3.13))"; \
+	  test -n "$$py" || { echo "test-localstack needs Python 3.12 or 3.13 (pyenv or PATH)"; exit 2; }; \
+	  "$$py" -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	  'localstack-core[base-runtime]==4.14.0' 'cbor2<6' 'pyopenssl<26'
+	touch $(LOCALSTACK_STAMP)
+
+# The whole suite against LocalStack; tests of what it lacks skip, saying what.
+test-localstack: $(STAMP) $(LOCALSTACK_STAMP)
+	S3STORE_TEST_SERVER=localstack $(BIN)/python -m pytest
+
+# The suite on every other supported Python (3.11 is `make test`); the Terraform
+# tests, which test the module rather than Python, run in `make test`.
+test-matrix:
+	@for version in $(MATRIX); do \
+	  py="$$(ls -d $(PYENV_VERSIONS)/$$version.*/bin/python 2>/dev/null | head -1)"; \
+	  py="$${py:-$$(command -v python$$version)}"; \
+	  test -n "$$py" || { echo "test-matrix needs Python $$version (pyenv or PATH)"; exit 2; }; \
+	  test -x .venv-$$version/bin/python || "$$py" -m venv .venv-$$version || exit 1; \
+	  .venv-$$version/bin/python -m pip install -q --disable-pip-version-check -e '.[test,local]' || exit 1; \
+	  echo "== Python $$version"; \
+	  .venv-$$version/bin/python -m pytest -q --ignore=tests/test_terraform.py || exit 1; \
+	done
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,4 +85,4 @@ demo: $(LOCAL_STAMP)
 	$(BIN)/s3store demo
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+	rm -rf $(VENV) $(BENCH_VENV) $(LOCALSTACK_VENV) $(addprefix .venv-,$(MATRIX)) .venv-checkov .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build

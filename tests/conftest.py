@@ -1,11 +1,24 @@
-"""Shared fixtures: one moto S3 server on 127.0.0.1 for the whole run, a fresh bucket per test."""
+"""Shared fixtures: one S3 server on 127.0.0.1 for the whole run, a fresh bucket per test.
+
+The server is moto unless `S3STORE_TEST_SERVER=localstack` (what `make test-localstack`
+sets): LocalStack's own S3 implementation, started from `.venv-localstack`. Tests
+marked `moto_only("what LocalStack lacks")` are skipped there, saying why.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aioboto3
@@ -18,6 +31,25 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 REGION = "us-east-1"
+SERVER = os.environ.get("S3STORE_TEST_SERVER", "moto")
+LOCALSTACK_PYTHON = Path(__file__).parents[1] / ".venv-localstack" / "bin" / "python"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "moto_only(reason): needs what LocalStack lacks; skipped there, saying so"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if SERVER != "localstack":
+        return
+    for item in items:
+        marker = item.get_closest_marker("moto_only")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"LocalStack: {marker.args[0]}"))
+        elif item.path.name == "test_terraform.py":
+            item.add_marker(pytest.mark.skip(reason="the Terraform tests apply the module to moto"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,13 +72,76 @@ def aws_test_credentials() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    """A moto server on a free port of 127.0.0.1, stopped at the end of the run."""
+    """The URL of the run's S3 server (moto, or LocalStack: see the module's docstring),
+    on a free port of 127.0.0.1, stopped at the end of the run."""
+    if SERVER == "localstack":
+        yield from localstack()
+        return
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+def localstack() -> Iterator[str]:
+    """LocalStack's S3 and KMS on a free port of 127.0.0.1, its state in a temporary folder."""
+    if not LOCALSTACK_PYTHON.exists():
+        pytest.exit("no .venv-localstack: `make test-localstack` creates it", returncode=2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as state, open(Path(state) / "log", "wb") as log:
+        environment = {
+            **os.environ,
+            "SERVICES": "s3,kms",
+            "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+            "GATEWAY_SERVER": "hypercorn",  # the default gateway binds 0.0.0.0 regardless
+            "DNS_ADDRESS": "0",
+            "EAGER_SERVICE_LOADING": "1",
+            "LOCALSTACK_VOLUME_DIR": state,
+            "FILESYSTEM_ROOT": state,
+        }
+        process = subprocess.Popen(
+            [str(LOCALSTACK_PYTHON), "-m", "localstack.runtime.main"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(f"{url}/_localstack/health", process)
+            yield url
+        finally:
+            stop(process)
+
+
+def wait_for(health: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.exit(f"LocalStack exited with {process.returncode}", returncode=2)
+        try:
+            with urllib.request.urlopen(health, timeout=2) as answer:
+                services = json.loads(answer.read()).get("services", {})
+            if services.get("s3") in ("running", "available"):
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    pytest.exit("LocalStack did not answer within 90 s", returncode=2)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL: one LocalStack shutdown in nine hangs on SIGTERM."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -161,6 +161,7 @@ async def reader_credentials(
     )
 
 
+@pytest.mark.moto_only("IAM enforcement is a paid LocalStack feature")
 async def test_a_denied_request_raises_access_denied(moto_url: str, bucket: str) -> None:
     async with reader_credentials(moto_url, bucket) as reader:
         with iam_enforced(moto_url):
@@ -173,6 +174,7 @@ async def test_a_denied_request_raises_access_denied(moto_url: str, bucket: str)
     assert "PutObject" in str(caught.value)
 
 
+@pytest.mark.moto_only("IAM enforcement is a paid LocalStack feature")
 async def test_purge_without_the_right_to_erase_raises_access_denied(
     s3_store: S3SessionStore, s3: S3Client, moto_url: str, bucket: str
 ) -> None:
@@ -189,6 +191,7 @@ async def test_purge_without_the_right_to_erase_raises_access_denied(
     assert len(listing["Versions"]) == 1  # nothing was erased
 
 
+@pytest.mark.moto_only("IAM enforcement is a paid LocalStack feature")
 async def test_unknown_credentials_raise_access_denied(moto_url: str, bucket: str) -> None:
     with iam_enforced(moto_url):
         async with S3SessionStore(bucket, endpoint_url=moto_url) as store:  # "testing" keys
