@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
+from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -16,14 +18,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PlainSerializer,
     PlainValidator,
+    SerializationInfo,
     SerializerFunctionWrapHandler,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WrapSerializer,
     field_serializer,
     model_validator,
 )
+from pydantic_core import PydanticSerializationError, core_schema, to_json
 
 from s3store.errors import InvalidSessionIdError
 
@@ -40,12 +47,14 @@ __all__ = [
     "RunState",
     "SessionId",
     "SystemMessage",
+    "Text",
     "ToolCall",
     "ToolMessage",
     "UrlImage",
     "UserMessage",
     "find_invalid",
     "serde_json_floats",
+    "wire_json",
 ]
 
 _U64_MAX = 2**64 - 1
@@ -54,8 +63,8 @@ _I64_MIN = -(2**63)
 
 def _u64(value: int) -> int:
     # On the way out too: a value assigned after validation must not reach storage.
-    if not 0 <= value <= _U64_MAX:
-        raise ValueError(f"{value} is outside agent-base's unsigned 64-bit range")
+    if type(value) is not int or not 0 <= value <= _U64_MAX:
+        raise ValueError(f"{value!r} is not an integer in agent-base's unsigned 64-bit range")
     return value
 
 
@@ -63,49 +72,110 @@ U64 = Annotated[int, Field(ge=0, le=_U64_MAX), PlainSerializer(_u64, when_used="
 """An unsigned 64-bit integer, as agent-base's `u64` and `usize` counters are."""
 
 
-def _json_value(value: Any, where: tuple[str, ...] = ()) -> Any:
+class _ValidUnicode:
+    """Refuses text with a lone surrogate, which is not Unicode and which no Rust
+    `String` holds. Only Python input is checked: pydantic's JSON parser already
+    refuses one, so loading pays nothing."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        text = handler(source)
+        return core_schema.json_or_python_schema(
+            json_schema=text,
+            python_schema=core_schema.no_info_after_validator_function(_valid_unicode, text),
+        )
+
+
+def _valid_unicode(text: str) -> str:
+    _check_text(text, ())
+    return text
+
+
+Text = Annotated[str, _ValidUnicode]
+"""A string that is valid Unicode, as a Rust `String` is."""
+
+
+class _NotJson(ValueError):
+    """A value outside serde_json's exact domain; `where` is the path within it."""
+
+    def __init__(self, where: tuple[str, ...], problem: str) -> None:
+        super().__init__(f"at {'.'.join(where)}: {problem}" if where else problem)
+        self.where = where
+        self.problem = problem
+
+
+class _FloatsSeen:
+    """Serialization context: set when a JSON value written held a float."""
+
+    floats = False
+
+
+def _json_value(value: Any, where: tuple[str, ...] = (), seen: _FloatsSeen | None = None) -> Any:
     """`value` as serde_json holds it exactly, object keys sorted as serde_json writes
-    them; raises `ValueError` naming where (a dotted path within it) it is not."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        _check_text(value, where)
-        return value
+    them; raises `_NotJson` naming where (a path within it) it is not."""
+    if value is None or isinstance(value, (bool, str)):
+        return value  # text is checked where it can come from Python (validation)
     if isinstance(value, int):
         if not _I64_MIN <= value <= _U64_MAX:
-            raise _not_json(where, f"{value} is outside the 64-bit integers")
+            raise _NotJson(where, f"{value} is outside the 64-bit integers")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise _not_json(where, f"{value} is not a finite number")
+            raise _NotJson(where, f"{value} is not a finite number")
+        if seen is not None:
+            seen.floats = True
         return value
     if isinstance(value, (list, tuple)):
-        return [_json_value(item, (*where, str(index))) for index, item in enumerate(value)]
+        return [_json_value(item, (*where, str(index)), seen) for index, item in enumerate(value)]
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
-                raise _not_json(where, f"the object key {key!r} is not text")
-            _check_text(key, where)
-        return {key: _json_value(value[key], (*where, key)) for key in sorted(value)}
-    raise _not_json(where, f"a {type(value).__name__} is not a JSON value")
+                raise _NotJson(where, f"the object key {key!r} is not text")
+        return {key: _json_value(value[key], (*where, key), seen) for key in sorted(value)}
+    raise _NotJson(where, f"a {type(value).__name__} is not a JSON value")
 
 
 def _check_text(text: str, where: tuple[str, ...]) -> None:
     try:
         text.encode()
     except UnicodeEncodeError:
-        raise _not_json(where, "text with a lone surrogate is not valid Unicode") from None
+        raise _NotJson(where, "text with a lone surrogate is not valid Unicode") from None
 
 
-def _not_json(where: tuple[str, ...], problem: str) -> ValueError:
-    return ValueError(f"at {'.'.join(where)}: {problem}" if where else problem)
+def _validate_json_value(value: Any, info: ValidationInfo) -> Any:
+    if info.mode == "python":  # JSON input cannot hold a lone surrogate: its parser refuses one
+        _check_texts(value, ())
+    return _json_value(value)
+
+
+def _check_texts(value: Any, where: tuple[str, ...]) -> None:
+    if isinstance(value, str):
+        _check_text(value, where)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_texts(item, (*where, str(index)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                _check_text(key, where)
+            _check_texts(item, (*where, str(key)))
+
+
+def _write_json_value(value: Any, info: SerializationInfo) -> Any:
+    context = info.context
+    return _json_value(value, (), context if isinstance(context, _FloatsSeen) else None)
 
 
 JsonValue = Annotated[
-    Any, AfterValidator(_json_value), PlainSerializer(_json_value, when_used="json")
+    Any,
+    AfterValidator(_validate_json_value),
+    PlainSerializer(_write_json_value, when_used="json"),
 ]
 """Any JSON value within serde_json's exact domain: integers within signed or
 unsigned 64-bit, finite floats, valid Unicode. Written with object keys sorted."""
+
 _SESSION_ID_TEXT = re.compile(r"(0|[1-9][0-9]*)(?:\((.*)\))?", re.DOTALL)
 
 
@@ -188,65 +258,79 @@ class SessionId(_Wire):
 
 
 class _Variant(_Wire):
+    """A variant of a serde "externally tagged" enum, written as `{tag: {fields}}`."""
+
+    tag: ClassVar[str]
     omit_when_empty: ClassVar[tuple[str, ...]] = ()
 
 
 def _externally_tagged(
-    variants: dict[str, type[_Variant]], what: str
+    variants: tuple[type[_Variant], ...], what: str
 ) -> tuple[PlainValidator, WrapSerializer]:
     """Validator and serializer for a serde "externally tagged" enum: `{"Tag": {...}}`.
 
     Optional fields left at None (and lists left empty) are omitted on output, as
     serde's `skip_serializing_if` does for these types.
     """
-    tags = {cls: tag for tag, cls in variants.items()}
+    by_tag = {variant.tag: variant for variant in variants}
+    tags = {variant: variant.tag for variant in variants}
 
     def validate(value: Any) -> Any:
-        if isinstance(value, tuple(tags)):
+        if isinstance(value, variants):
             return value
         if not isinstance(value, dict) or len(value) != 1:
-            raise ValueError(f"a {what} is an object with one key, one of {sorted(variants)}")
+            raise ValueError(f"a {what} is an object with one key, one of {sorted(by_tag)}")
         ((tag, body),) = value.items()
-        if tag not in variants:
-            raise ValueError(f"unknown {what} kind {tag!r}; known: {sorted(variants)}")
-        return variants[tag].model_validate(body)
+        if tag not in by_tag:
+            raise ValueError(f"unknown {what} kind {tag!r}; known: {sorted(by_tag)}")
+        return by_tag[tag].model_validate(body)
 
     def serialize(value: _Variant, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        tag = tags[type(value)]  # a KeyError for anything else: not written
         body = handler(value)
-        for name in type(value).omit_when_empty:
+        for name in value.omit_when_empty:
             if body.get(name) in (None, []):
                 del body[name]
-        return {tags[type(value)]: body}
+        return {tag: body}
 
     return PlainValidator(validate), WrapSerializer(serialize)
 
 
-ImageDetail = Literal["Low", "High", "Auto"]
+def _image_detail(detail: str) -> str:
+    # On the way out too: a value assigned after validation must not reach storage.
+    if detail not in ("Low", "High", "Auto"):
+        raise ValueError(f"{detail!r} is not one of agent-base's ImageDetail: Low, High, Auto")
+    return detail
+
+
+ImageDetail = Annotated[
+    Literal["Low", "High", "Auto"], PlainSerializer(_image_detail, when_used="json")
+]
 """How closely a model should look at an image: agent-base's `ImageDetail` enum."""
 
 
 class UrlImage(_Variant):
     """An image given by URL. Wire form: `{"Url": {"url", "detail"?}}`."""
 
+    tag = "Url"
     omit_when_empty = ("detail",)
 
-    url: str
+    url: Text
     detail: ImageDetail | None = None
 
 
 class Base64Image(_Variant):
     """An inline image. Wire form: `{"Base64": {"data", "media_type"?, "detail"?}}`."""
 
+    tag = "Base64"
     omit_when_empty = ("media_type", "detail")
 
-    data: str
-    media_type: str | None = None
+    data: Text
+    media_type: Text | None = None
     detail: ImageDetail | None = None
 
 
-_image_validator, _image_serializer = _externally_tagged(
-    {"Url": UrlImage, "Base64": Base64Image}, "image"
-)
+_image_validator, _image_serializer = _externally_tagged((UrlImage, Base64Image), "image")
 Image = Annotated[UrlImage | Base64Image, _image_validator, _image_serializer]
 
 
@@ -256,7 +340,9 @@ class SystemMessage(_Variant):
     `ephemeral`, which agent-base reads but never writes, is read and not written.
     """
 
-    content: str
+    tag = "System"
+
+    content: Text
     ephemeral: bool = Field(default=False, exclude=True)
 
 
@@ -266,9 +352,10 @@ class UserMessage(_Variant):
     `ephemeral`, which agent-base reads but never writes, is read and not written.
     """
 
+    tag = "User"
     omit_when_empty = ("images",)
 
-    content: str
+    content: Text
     images: list[Image] = Field(default_factory=list)
     ephemeral: bool = Field(default=False, exclude=True)
 
@@ -276,20 +363,21 @@ class UserMessage(_Variant):
 class ToolCall(_Wire):
     """A tool call requested by the assistant; `arguments` is the raw JSON text."""
 
-    id: str
-    name: str
-    arguments: str
+    id: Text
+    name: Text
+    arguments: Text
 
 
 class AssistantMessage(_Variant):
     """Wire form: `{"Assistant": {"content", "reasoning_content", "thinking_signature"?,
     "tool_calls"}}`: nulls written, except `thinking_signature`, omitted when None."""
 
+    tag = "Assistant"
     omit_when_empty = ("thinking_signature",)
 
-    content: str | None = None
-    reasoning_content: str | None = None
-    thinking_signature: str | None = None
+    content: Text | None = None
+    reasoning_content: Text | None = None
+    thinking_signature: Text | None = None
     tool_calls: list[ToolCall] | None = None
 
 
@@ -297,9 +385,11 @@ class ToolMessage(_Variant):
     """A tool's result. Wire form: `{"Tool": {"tool_call_id", "name", "content"}}`;
     `name` is written as null when None, as agent-base writes it."""
 
-    tool_call_id: str
-    name: str | None = None
-    content: str
+    tag = "Tool"
+
+    tool_call_id: Text
+    name: Text | None = None
+    content: Text
 
 
 class CustomMessage(_Variant):
@@ -308,19 +398,14 @@ class CustomMessage(_Variant):
     `data` is any JSON value agent-base holds exactly (see `JsonValue`).
     """
 
-    role: str
+    tag = "Custom"
+
+    role: Text
     data: JsonValue
 
 
 _message_validator, _message_serializer = _externally_tagged(
-    {
-        "System": SystemMessage,
-        "User": UserMessage,
-        "Assistant": AssistantMessage,
-        "Tool": ToolMessage,
-        "Custom": CustomMessage,
-    },
-    "chat message",
+    (SystemMessage, UserMessage, AssistantMessage, ToolMessage, CustomMessage), "chat message"
 )
 ChatMessage = Annotated[
     SystemMessage | UserMessage | AssistantMessage | ToolMessage | CustomMessage,
@@ -356,7 +441,7 @@ class AgentSession(_Wire):
 
     id: SessionId | None = None
     chat_messages: list[ChatMessage] = Field(default_factory=list)
-    always_allowed_actions: set[str] = Field(default_factory=set)
+    always_allowed_actions: set[Text] = Field(default_factory=set)
     total_tool_calls: U64 = 0
     run_state: RunState = Field(default_factory=RunState)
 
@@ -390,22 +475,104 @@ def serde_json_floats(body: bytes) -> bytes:
     return _STRING_OR_EXPONENT.sub(lambda match: b"e" if match[0] == b"e+" else match[0], body)
 
 
+def wire_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
+    """`value`'s JSON as agent-base's serde_json writes it, floats spelled its way.
+
+    Raises `PydanticSerializationError` for a value the models refuse to write,
+    assigned or changed in place after validation (`find_invalid` says where).
+    A pass over the bytes for floats only when a `JsonValue` written held one.
+    """
+    seen = _FloatsSeen()
+    body = adapter.dump_json(value, warnings="error", context=seen)
+    return serde_json_floats(body) if seen.floats else body
+
+
 def find_invalid(model: BaseModel) -> tuple[str, str]:
-    """Where (a dotted field path) and why `model` cannot be written as JSON that
-    agent-base reads back: for a model that validated, then was changed in place."""
-    dumped = model.model_dump(mode="python")  # json-only checks do not run here
+    """Where (a dotted path, as the field is written on the wire, such as
+    `chat_messages.3.Custom.data.n`) and why `model` cannot be written as JSON that
+    agent-base reads back: for a model that validated, then was changed in place.
+    For the failure path only: it validates every field again."""
+    found = _first_invalid(model, ())
+    if found is None:
+        return "", "pydantic could not serialize it"
+    where, problem = found
+    return ".".join(where), problem
+
+
+_Found = tuple[tuple[str, ...], str]
+
+
+def _first_invalid(model: BaseModel, where: tuple[str, ...]) -> _Found | None:
+    if isinstance(model, _Variant):
+        where = (*where, model.tag)
+    for name, field in type(model).model_fields.items():
+        if field.exclude:
+            continue
+        value = getattr(model, name)
+        found = _invalid_field(
+            type(model), name, value, (*where, field.serialization_alias or name)
+        )
+        if found is not None:
+            return found
+    for name, value in (model.__pydantic_extra__ or {}).items():
+        try:
+            to_json(value)
+        except PydanticSerializationError as exc:
+            return (*where, name), str(exc)
+    return None
+
+
+def _invalid_field(
+    model: type[BaseModel], name: str, value: Any, where: tuple[str, ...]
+) -> _Found | None:
+    """The first problem in one field's value: strict validation against the field's
+    type, a value it would have had to convert, then the models within it."""
     try:
-        type(model).model_validate(dumped)
+        validated = _field_adapter(model, name).validate_python(value, strict=True)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        inner, _, problem = first["msg"].removeprefix("Value error, ").partition(": ")
-        if inner.startswith("at ") and problem:  # a path within a JSON value
-            return f"{where}.{inner[3:]}", problem
-        return where, first["msg"]
-    try:
-        _json_value(dumped)  # what validation lets through: lone surrogates, extra fields
-    except ValueError as exc:
-        where, _, problem = str(exc).removeprefix("at ").partition(": ")
-        return where, problem
-    return "", "pydantic could not serialize it"
+        return _first_error(exc, where)
+    found = _converted(value, validated, where)
+    if found is not None:
+        return found
+    for inner, item in _models_within(value, where):
+        found = _first_invalid(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
+@cache
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(model.model_fields[name].rebuild_annotation())
+
+
+def _first_error(exc: ValidationError, where: tuple[str, ...]) -> _Found:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _NotJson):  # a problem within a JSON value: its own path
+        return (*where, *map(str, error["loc"]), *cause.where), cause.problem
+    return (*where, *map(str, error["loc"])), error["msg"]
+
+
+def _converted(value: Any, validated: Any, where: tuple[str, ...]) -> _Found | None:
+    """Where strict validation still had to convert `value` (a dict where a model
+    belongs): the serializer refuses what is not already of its type."""
+    if isinstance(value, (list, tuple)) and isinstance(validated, list):
+        for index, (item, valid) in enumerate(zip(value, validated, strict=True)):
+            found = _converted(item, valid, (*where, str(index)))
+            if found is not None:
+                return found
+        return None
+    if isinstance(validated, BaseModel) and type(value) is not type(validated):
+        return where, f"a {type(value).__name__} where a {type(validated).__name__} belongs"
+    return None
+
+
+def _models_within(
+    value: Any, where: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], BaseModel]]:
+    if isinstance(value, BaseModel):
+        yield where, value
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _models_within(item, (*where, str(index)))

@@ -318,9 +318,9 @@ class S3SessionStore(EventLogStore[S]):
             credentials = await cast(Awaitable[object], self._session.get_credentials())
             if credentials is None:
                 raise ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket)
-            client = await stack.enter_async_context(
-                self._session.client("s3", **self._client_options)
-            )
+            context = self._session.client("s3", **self._client_options)
+            client = await context.__aenter__()
+            stack.push_async_exit(context.__aexit__)
         except BotoCoreError as exc:  # a missing profile, a failing credential_process, ...
             raise ConfigurationError(
                 f"the AWS configuration could not be used: {exc}. Fix the profile "

@@ -379,7 +379,7 @@ class SessionStore(ABC, Generic[S]):
         *,
         if_match: str | None,
         if_absent: bool,
-        writes: tuple[str, ...],
+        writes: tuple[str, ...] = (),
     ) -> str:
         """Write `body` under `key`, with its write history, and return its new version.
 
@@ -725,7 +725,7 @@ class InMemorySessionStore(EventLogStore[S]):
         *,
         if_match: str | None,
         if_absent: bool,
-        writes: tuple[str, ...],
+        writes: tuple[str, ...] = (),
     ) -> str:
         current = self._objects.get(key)
         if (if_absent and current is not None) or (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,10 +15,12 @@ from s3store import (
     AgentSession,
     AssistantMessage,
     Base64Image,
+    BulkOperationError,
     CustomMessage,
     InvalidSessionError,
     InvalidSessionIdError,
     RunState,
+    S3SessionStore,
     SessionId,
     SessionStore,
     SystemMessage,
@@ -26,6 +29,7 @@ from s3store import (
     UrlImage,
     UserMessage,
 )
+from s3store.keys import session_key
 from s3store.models import serde_json_floats
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -175,17 +179,18 @@ def test_session_id_number_is_an_unsigned_64_bit_integer(value: object) -> None:
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # valid Unicode
 u64 = st.integers(0, 2**64 - 1)
+details = st.sampled_from([None, "Low", "High", "Auto"])
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
     max_leaves=8,
 )
 images = st.one_of(
-    st.builds(UrlImage, url=text, detail=st.sampled_from([None, "Low", "High", "Auto"])),
-    st.builds(Base64Image, data=text, media_type=st.none() | text),
+    st.builds(UrlImage, url=text, detail=details),
+    st.builds(Base64Image, data=text, media_type=st.none() | text, detail=details),
 )
 messages = st.one_of(
-    st.builds(SystemMessage, content=text),
+    st.builds(SystemMessage, content=text, ephemeral=st.booleans()),
     st.builds(UserMessage, content=text, images=st.lists(images, max_size=2)),
     st.builds(
         AssistantMessage,
@@ -199,17 +204,24 @@ messages = st.one_of(
 )
 sessions = st.builds(
     AgentSession,
-    id=st.none() | st.builds(SessionId, u64, st.none() | text),
+    id=st.builds(SessionId, u64, st.none() | text),
     chat_messages=st.lists(messages, max_size=5),
     always_allowed_actions=st.sets(text, max_size=1),  # Rust's HashSet order is random
     total_tool_calls=u64,
     run_state=st.builds(
         RunState,
         turn_tool_calls=u64,
+        run_has_tool_calls=st.booleans(),
         reasoning_only_strikes=u64,
-        truncation_strikes=u64,
+        empty_response_strikes=u64,
+        nudge_count=u64,
+        thinking_disabled_for_rest_of_run=st.booleans(),
         original_thinking_enabled=st.booleans(),
+        truncation_strikes=u64,
     ),
+)
+STORE_EXAMPLES = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -221,9 +233,32 @@ def test_a_session_inside_the_domain_round_trips_to_the_same_bytes(session: Agen
     assert again.model_dump_json() == written
 
 
+@STORE_EXAMPLES
+@given(session=sessions)
+async def test_a_session_inside_the_domain_is_stored_and_loaded_as_the_same_bytes(
+    store: SessionStore, session: AgentSession, request: pytest.FixtureRequest
+) -> None:
+    written = session.model_dump_json().encode()  # no floats: pydantic's bytes are the store's
+    assert session.id is not None
+    try:
+        await store.save(session)
+        if isinstance(store, S3SessionStore):  # the object itself, read without the store
+            s3 = request.getfixturevalue("s3")
+            key = session_key(store.prefix, session.id)
+            stored = await s3.get_object(Bucket=store.bucket, Key=key)
+            assert await stored["Body"].read() == written
+        loaded = await store.load(session.id)
+        assert loaded is not None
+        assert loaded.model_dump_json().encode() == written
+    finally:
+        await store.delete(session.id)
+
+
 def out_of_domain(session: AgentSession, choice: int) -> tuple[AgentSession, str]:
-    """`session`, changed in place after validation to hold one value agent-base cannot read."""
+    """`session`, changed in place after validation to hold one value agent-base cannot
+    read back, and the path of that value as it would be written."""
     broken = session.model_copy(deep=True)
+    last = f"chat_messages.{len(broken.chat_messages)}"
     if choice == 0:
         broken.total_tool_calls = 2**64
         return broken, "total_tool_calls"
@@ -231,18 +266,40 @@ def out_of_domain(session: AgentSession, choice: int) -> tuple[AgentSession, str
         broken.run_state.nudge_count = -1
         return broken, "run_state.nudge_count"
     if choice == 2:
-        broken.chat_messages.append(UserMessage(content="ok"))
-        broken.chat_messages[-1].content = "\udc80"  # type: ignore[union-attr]
-        return broken, f"chat_messages.{len(broken.chat_messages) - 1}.User.content"
-    message = CustomMessage(role="r", data={"n": 1})
+        broken.run_state.truncation_strikes = True  # a bool, written as true, is no counter
+        return broken, "run_state.truncation_strikes"
+    if choice == 3:
+        broken.always_allowed_actions = {7}  # type: ignore[assignment]
+        return broken, "always_allowed_actions.0"
+    if choice == 4:
+        broken.chat_messages.append(ToolCall(id="c", name="n", arguments="{}"))  # type: ignore[arg-type]
+        return broken, last
+    if choice in (5, 6, 7):
+        user = UserMessage(content="ok", images=[UrlImage(url="u")])
+        broken.chat_messages.append(user)
+        if choice == 5:
+            user.content = "\udc80"
+            return broken, f"{last}.User.content"
+        if choice == 6:
+            user.images[0].detail = "low"  # type: ignore[assignment]
+            return broken, f"{last}.User.images.0.Url.detail"
+        user.content = 7  # type: ignore[assignment]
+        return broken, f"{last}.User.content"
+    message = CustomMessage(role="r", data={"n": 1, "deep": [{}]})
     broken.chat_messages.append(message)
-    message.data["n"] = [2**64, object(), float("nan")][choice - 3]
-    return broken, f"chat_messages.{len(broken.chat_messages) - 1}.data.n"
+    if choice == 8:
+        message.data["deep"][0]["k"] = -(2**63) - 1
+        return broken, f"{last}.Custom.data.deep.0.k"
+    message.data["n"] = [2**64, object(), float("nan"), "\ud800"][choice - 9]
+    return broken, f"{last}.Custom.data.n"
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(session=sessions.filter(lambda s: s.id is not None), choice=st.integers(0, 5))
-async def test_a_session_outside_the_domain_is_refused_before_any_request(
+OUT_OF_DOMAIN_CHOICES = 13
+
+
+@STORE_EXAMPLES
+@given(session=sessions, choice=st.integers(0, OUT_OF_DOMAIN_CHOICES - 1))
+async def test_a_session_outside_the_domain_is_refused_and_nothing_is_stored(
     store: SessionStore, session: AgentSession, choice: int
 ) -> None:
     broken, path = out_of_domain(session, choice)
@@ -250,7 +307,30 @@ async def test_a_session_outside_the_domain_is_refused_before_any_request(
         await store.save(broken)
     assert caught.value.path == path
     assert path in str(caught.value)
-    assert await store.load(broken.id) is None  # type: ignore[arg-type]
+    assert await store.list() == []
+
+
+def test_every_out_of_domain_choice_is_generated() -> None:
+    # The strategy above draws `choice` from this range: keep the two in step.
+    session = AgentSession(id=SessionId(1))
+    paths = {out_of_domain(session, choice)[1] for choice in range(OUT_OF_DOMAIN_CHOICES)}
+    assert len(paths) == OUT_OF_DOMAIN_CHOICES - 4  # choices 9-12 share one path
+
+
+async def test_save_many_stores_the_others_and_names_the_one_that_cannot_be_encoded(
+    store: SessionStore,
+) -> None:
+    first, middle, last = (AgentSession(id=SessionId(number)) for number in (1, 2, 3))
+    middle.chat_messages.append(CustomMessage(role="tool-state", data={}))
+    middle.chat_messages[0].data["handle"] = object()  # type: ignore[union-attr]
+    with pytest.raises(BulkOperationError) as caught:
+        await store.save_many([first, middle, last], concurrency=1)
+    error = caught.value.errors[SessionId(2)]
+    assert isinstance(error, InvalidSessionError)
+    assert error.path == "chat_messages.0.Custom.data.handle"
+    assert list(caught.value.errors) == [SessionId(2)]
+    assert caught.value.done == [SessionId(1), SessionId(3)]
+    assert await store.list() == [SessionId(1), SessionId(3)]
 
 
 @pytest.mark.parametrize(
@@ -267,9 +347,33 @@ async def test_a_session_outside_the_domain_is_refused_before_any_request(
         {"chat_messages": [{"Custom": {"role": "r", "data": {"n": 2**64}}}]},
         {"chat_messages": [{"Custom": {"role": "r", "data": {"n": -(2**63) - 1}}}]},
         {"chat_messages": [{"Custom": {"role": "r", "data": [float("inf")]}}]},
+        {"chat_messages": [{"Custom": {"role": "r", "data": {"\udc80": 1}}}]},
+        {"chat_messages": [{"System": {"content": "\udc80"}}]},
+        {"chat_messages": [{"Tool": {"tool_call_id": "t", "name": "\ud800", "content": ""}}]},
+        {"always_allowed_actions": ["\udc80"]},
     ],
     ids=lambda changes: str(changes)[:40],
 )
 def test_out_of_domain_values_are_refused_when_validated(changes: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         AgentSession.model_validate({"id": {"id": 1}, **changes})
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: UserMessage(content="\udc80"),
+        lambda: ToolCall(id="a", name="b", arguments="\ud800"),
+        lambda: UrlImage(url="u", detail="low"),  # type: ignore[arg-type]
+        lambda: RunState(nudge_count=2**64),
+        lambda: CustomMessage(role="r", data={"n": [float("nan")]}),
+    ],
+)
+def test_out_of_domain_values_are_refused_when_a_model_is_built(build: Any) -> None:
+    with pytest.raises(ValidationError):
+        build()
+
+
+def test_json_with_a_lone_surrogate_is_refused_when_loaded() -> None:
+    with pytest.raises(ValidationError):
+        AgentSession.model_validate_json(b'{"chat_messages":[{"System":{"content":"\\udc80"}}]}')
