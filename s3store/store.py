@@ -39,7 +39,7 @@ from s3store.errors import (
 )
 from s3store.events import RuntimeEvent, event_json, parse_event
 from s3store.keys import event_key, events_prefix, normalize_prefix, parse_key, session_key
-from s3store.models import AgentSession, SessionId, find_invalid, serde_json_floats
+from s3store.models import AgentSession, SessionId, find_invalid, wire_json
 from s3store.writes import Outcome, extend, key_token, new_token, outcome
 
 __all__ = [
@@ -469,7 +469,7 @@ class SessionStore(ABC, Generic[S]):
         """The session's JSON; `InvalidSessionError` for a value agent-base could not
         read back (changed in place after validation), before any request."""
         try:
-            return serde_json_floats(self._adapter.dump_json(session))
+            return wire_json(self._adapter, session)
         except PydanticSerializationError:
             path, problem = find_invalid(session)
             raise InvalidSessionError(
