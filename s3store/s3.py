@@ -424,7 +424,7 @@ class S3SessionStore(EventLogStore[S]):
         *,
         if_match: str | None,
         if_absent: bool,
-        writes: tuple[str, ...],
+        writes: tuple[str, ...] = (),
     ) -> str:
         client = await self._client()
         options: dict[str, Any] = {**self._encryption}
