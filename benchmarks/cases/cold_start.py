@@ -66,6 +66,6 @@ async def run(servers: Servers, options: Options) -> list[Result]:
             statistics.median(store_times) * 1e3,
             statistics.median(raw_times) * 1e3,
             "ms wall",
-            1.1,
+            1.2,  # pydantic is a required dependency: see BENCHMARKS.md for where it goes
         )
     ]
