@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from s3store import (
     AgentSession,
@@ -17,6 +17,7 @@ from s3store import (
     Base64Image,
     BulkOperationError,
     CustomMessage,
+    InMemorySessionStore,
     InvalidSessionError,
     InvalidSessionIdError,
     RunState,
@@ -30,7 +31,7 @@ from s3store import (
     UserMessage,
 )
 from s3store.keys import session_key
-from s3store.models import serde_json_floats
+from s3store.models import wire_json
 
 GOLDEN = Path(__file__).parent / "golden"
 """Sessions as agent-base's serde derives write them, by hand from the Rust types:
@@ -44,8 +45,7 @@ WRITTEN = sorted(path for path in GOLDEN.glob("*.json") if not path.name.endswit
 def test_golden_files_load_and_write_back_agent_base_bytes(path: Path) -> None:
     given = path.with_name(path.name.replace(".json", ".input.json"))
     session = AgentSession.model_validate_json((given if given.exists() else path).read_bytes())
-    written = serde_json_floats(session.model_dump_json().encode())  # as a store encodes it
-    assert written == path.read_bytes()
+    assert wire_json(TypeAdapter(AgentSession), session) == path.read_bytes()  # as a store does
 
 
 def test_the_current_layout_holds_every_field() -> None:
@@ -252,6 +252,36 @@ async def test_a_session_inside_the_domain_is_stored_and_loaded_as_the_same_byte
         assert loaded.model_dump_json().encode() == written
     finally:
         await store.delete(session.id)
+
+
+async def test_floats_are_stored_as_serde_json_spells_them(
+    s3_store: S3SessionStore, s3: Any
+) -> None:
+    session = AgentSession(
+        id=SessionId(1),
+        chat_messages=[
+            UserMessage(content='"1e+300" stays as it is in text'),
+            CustomMessage(role="r", data={"floats": [1e300, 1.5e16, -2.5e-7, 0.1, 100.0]}),
+        ],
+    )
+    await s3_store.save(session)
+    stored = await s3.get_object(Bucket=s3_store.bucket, Key="sessions/1.json")
+    body = await stored["Body"].read()
+    assert b'"data":{"floats":[1e300,1.5e16,-2.5e-7,0.1,100.0]}' in body
+    assert b'"content":"\\"1e+300\\" stays as it is in text"' in body
+    assert await s3_store.load(SessionId(1)) == session
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pydantic writes None as null without checking the field; a check in every "
+    "message's serializer made the 100 KB save 3-5% slower (README: Models)",
+)
+async def test_none_set_after_construction_where_agent_base_needs_text_is_refused() -> None:
+    message = UserMessage(content="hi")
+    message.content = None  # type: ignore[assignment]
+    with pytest.raises(InvalidSessionError):
+        await InMemorySessionStore().save(AgentSession(id=SessionId(1), chat_messages=[message]))
 
 
 def out_of_domain(session: AgentSession, choice: int) -> tuple[AgentSession, str]:
