@@ -66,14 +66,7 @@ def parse_name(name: str) -> SessionId | None:
 
 def session_key(prefix: str, session_id: SessionId) -> str:
     """The object key of a session; raises `InvalidSessionIdError` if there is none."""
-    name = key_name(session_id)
-    key = f"{prefix}{name}{_SUFFIX}"
-    if len(key.encode()) > MAX_KEY_BYTES:
-        raise InvalidSessionIdError(
-            f"the key of session {name[:40]}... would be {len(key.encode())} bytes, over S3's "
-            f"limit of {MAX_KEY_BYTES}: use a shorter external id or prefix"
-        )
-    return key
+    return _within_limit(f"{prefix}{key_name(session_id)}{_SUFFIX}", session_id)
 
 
 def parse_key(prefix: str, key: str) -> SessionId | None:
@@ -114,10 +107,14 @@ def events_prefix(prefix: str, session_id: SessionId) -> str:
 
 def event_key(prefix: str, session_id: SessionId, name: str) -> str:
     """The object key of one event; raises `InvalidSessionIdError` if S3 would refuse it."""
-    key = f"{events_prefix(prefix, session_id)}{name}{_SUFFIX}"
-    if len(key.encode()) > MAX_KEY_BYTES:
+    return _within_limit(f"{events_prefix(prefix, session_id)}{name}{_SUFFIX}", session_id)
+
+
+def _within_limit(key: str, session_id: SessionId) -> str:
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
         raise InvalidSessionIdError(
-            f"the keys of session {key_name(session_id)[:40]}...'s events would be over S3's "
-            f"limit of {MAX_KEY_BYTES} bytes: use a shorter external id or prefix"
+            f"a key of session {key_name(session_id)[:40]}... would be {size} bytes, over "
+            f"S3's limit of {MAX_KEY_BYTES}: use a shorter external id or prefix"
         )
     return key

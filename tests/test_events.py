@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,44 +122,33 @@ def test_what_agent_base_refuses_is_refused(line: str) -> None:
 # -- the event log, on both stores --------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "s3"])
-async def log_store(
-    request: pytest.FixtureRequest, moto_url: str, bucket: str
-) -> AsyncIterator[SessionStore]:
-    if request.param == "memory":
-        yield InMemorySessionStore()
-        return
-    async with S3SessionStore(bucket, endpoint_url=moto_url, region_name=REGION) as store:
-        yield store
-
-
 async def collect(store: SessionStore, **options: object) -> list[LoggedEvent]:
     return [logged async for logged in store.events(SID, **options)]  # type: ignore[arg-type]
 
 
 async def test_events_come_back_in_append_order_and_tail_from_a_position(
-    log_store: SessionStore,
+    store: SessionStore,
 ) -> None:
     for number in range(5):
-        await log_store.append_event(SID, TextDelta(session_id=SID, text=str(number)))
-    logged = await collect(log_store)
+        await store.append_event(SID, TextDelta(session_id=SID, text=str(number)))
+    logged = await collect(store)
     assert [event.event.text for event in logged] == ["0", "1", "2", "3", "4"]  # type: ignore[union-attr]
     assert [event.position for event in logged] == sorted(event.position for event in logged)
-    tail = await collect(log_store, after=logged[1].position)
+    tail = await collect(store, after=logged[1].position)
     assert tail == logged[2:]
-    assert await collect(log_store, after=logged[1].position, limit=2) == logged[2:4]
-    assert await collect(log_store, after=logged[-1].position) == []
+    assert await collect(store, after=logged[1].position, limit=2) == logged[2:4]
+    assert await collect(store, after=logged[-1].position) == []
 
 
 async def test_the_listing_never_sees_events_and_delete_leaves_them(
-    log_store: SessionStore,
+    store: SessionStore,
 ) -> None:
-    await log_store.save(AgentSession(id=SID))
-    await log_store.append_event(SID, TextDelta(session_id=SID, text="x"))
-    assert await log_store.list() == [SID]
-    await log_store.delete(SID)
-    assert await log_store.list() == []
-    assert len(await collect(log_store)) == 1  # the audit trail stays
+    await store.save(AgentSession(id=SID))
+    await store.append_event(SID, TextDelta(session_id=SID, text="x"))
+    assert await store.list() == [SID]
+    await store.delete(SID)
+    assert await store.list() == []
+    assert len(await collect(store)) == 1  # the audit trail stays
 
 
 async def test_concurrent_appenders_give_one_order_every_reader_sees(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ from s3store import (
     BulkOperationError,
     ConfigurationError,
     CustomMessage,
-    InMemorySessionStore,
     InvalidSessionError,
     InvalidSessionIdError,
     S3SessionStore,
@@ -47,17 +46,6 @@ async def outcome(call: Awaitable[Any]) -> str:
     return "ok"
 
 
-@pytest.fixture(params=["memory", "s3"])
-async def any_store(
-    request: pytest.FixtureRequest, moto_url: str, bucket: str
-) -> AsyncIterator[SessionStore]:
-    if request.param == "memory":
-        yield InMemorySessionStore()
-        return
-    async with S3SessionStore(bucket, endpoint_url=moto_url, region_name=REGION) as store:
-        yield store
-
-
 def operations(
     store: SessionStore, session_id: SessionId
 ) -> dict[str, Callable[[], Awaitable[Any]]]:
@@ -81,13 +69,9 @@ def operations(
 
 
 @pytest.mark.parametrize("external_id", HOSTILE_EXTERNAL_IDS, ids=repr)
-async def test_hostile_ids_through_every_operation(
-    any_store: SessionStore, external_id: str
-) -> None:
+async def test_hostile_ids_through_every_operation(store: SessionStore, external_id: str) -> None:
     session_id = SessionId(2**64 - 1, external_id)
-    results = {
-        name: await outcome(call()) for name, call in operations(any_store, session_id).items()
-    }
+    results = {name: await outcome(call()) for name, call in operations(store, session_id).items()}
     valid_key = len(external_id) < 1_000 and external_id != "\ud800"
     for name, result in results.items():
         if name == "list" or valid_key:
@@ -130,17 +114,17 @@ UNENCODABLE = list(unencodable_sessions())
 
 @pytest.mark.parametrize(("case", "session"), UNENCODABLE, ids=[case for case, _ in UNENCODABLE])
 async def test_a_session_that_cannot_be_stored_is_a_typed_error_and_nothing_is_written(
-    any_store: SessionStore, case: str, session: AgentSession
+    store: SessionStore, case: str, session: AgentSession
 ) -> None:
     with pytest.raises(InvalidSessionError) as caught:
-        await any_store.save(session)
+        await store.save(session)
     assert caught.value.path, case
-    assert await any_store.list() == []
+    assert await store.list() == []
     with pytest.raises(BulkOperationError) as bulk:
-        await any_store.save_many([AgentSession(id=SessionId(0)), session])
+        await store.save_many([AgentSession(id=SessionId(0)), session])
     assert isinstance(bulk.value.errors[SessionId(1)], InvalidSessionError)
     assert bulk.value.done == [SessionId(0)]
-    assert await any_store.list() == [SessionId(0)]
+    assert await store.list() == [SessionId(0)]
 
 
 @pytest.fixture
