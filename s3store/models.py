@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from functools import cache
+from collections.abc import Callable, Iterator
+from functools import cache, partial
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     GetCoreSchemaHandler,
     PlainSerializer,
     PlainValidator,
+    PydanticUserError,
     SerializationInfo,
     SerializerFunctionWrapHandler,
     TypeAdapter,
@@ -515,10 +516,9 @@ def _first_invalid(model: BaseModel, where: tuple[str, ...]) -> _Found | None:
         if found is not None:
             return found
     for name, value in (model.__pydantic_extra__ or {}).items():
-        try:
-            to_json(value)
-        except PydanticSerializationError as exc:
-            return (*where, name), str(exc)
+        found = _unwritable(to_json, value, (*where, name))
+        if found is not None:
+            return found
     return None
 
 
@@ -526,9 +526,13 @@ def _invalid_field(
     model: type[BaseModel], name: str, value: Any, where: tuple[str, ...]
 ) -> _Found | None:
     """The first problem in one field's value: strict validation against the field's
-    type, a value it would have had to convert, then the models within it."""
+    type, a value it would have had to convert, the models within it, and last
+    whether the field's serializer can write it at all."""
+    adapter = _field_adapter(model, name)
+    if adapter is None:
+        return _unwritable(to_json, value, where)
     try:
-        validated = _field_adapter(model, name).validate_python(value, strict=True)
+        validated = adapter.validate_python(value, strict=True)
     except ValidationError as exc:
         return _first_error(exc, where)
     found = _converted(value, validated, where)
@@ -538,12 +542,29 @@ def _invalid_field(
         found = _first_invalid(item, inner)
         if found is not None:
             return found
-    return None
+    return _unwritable(partial(adapter.dump_json, warnings="error"), value, where)
 
 
 @cache
-def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
-    return TypeAdapter(model.model_fields[name].rebuild_annotation())
+def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any] | None:
+    annotation = model.model_fields[name].rebuild_annotation()
+    # Some types need the model's config (arbitrary types), and model types refuse one.
+    for config in (model.model_config, None):
+        try:
+            return TypeAdapter(annotation, config=config)
+        except PydanticUserError:
+            continue
+    return None
+
+
+def _unwritable(
+    write: Callable[[Any], object], value: Any, where: tuple[str, ...]
+) -> _Found | None:
+    try:
+        write(value)
+    except PydanticSerializationError as exc:
+        return where, str(exc)
+    return None
 
 
 def _first_error(exc: ValidationError, where: tuple[str, ...]) -> _Found:

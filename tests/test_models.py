@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from s3store import (
     AgentSession,
@@ -407,3 +407,22 @@ def test_out_of_domain_values_are_refused_when_a_model_is_built(build: Any) -> N
 def test_json_with_a_lone_surrogate_is_refused_when_loaded() -> None:
     with pytest.raises(ValidationError):
         AgentSession.model_validate_json(b'{"chat_messages":[{"System":{"content":"\\udc80"}}]}')
+
+
+class _Handle:
+    """A value pydantic keeps (arbitrary types allowed) but cannot write as JSON."""
+
+
+class _AppSession(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: SessionId
+    handle: _Handle | None = None
+
+
+async def test_a_field_of_the_store_s_own_model_that_cannot_be_written_is_named() -> None:
+    store: InMemorySessionStore[_AppSession] = InMemorySessionStore(model=_AppSession)
+    with pytest.raises(InvalidSessionError) as caught:
+        await store.save(_AppSession(id=SessionId(1), handle=_Handle()))
+    assert caught.value.path == "handle"
+    assert await store.list() == []
