@@ -135,7 +135,7 @@ def _json_value(value: Any, where: tuple[str, ...] = (), seen: _FloatsSeen | Non
             if not isinstance(key, str):
                 raise _NotJson(where, f"the object key {key!r} is not text")
         return {key: _json_value(value[key], (*where, key), seen) for key in sorted(value)}
-    raise _NotJson(where, f"a {type(value).__name__} is not a JSON value")
+    raise _NotJson(where, f"a value of type {type(value).__name__!r} is not JSON")
 
 
 def _check_text(text: str, where: tuple[str, ...]) -> None:
