@@ -36,16 +36,17 @@ LOCALSTACK_PYTHON = Path(__file__).parents[1] / ".venv-localstack" / "bin" / "py
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "moto_only(reason): needs what LocalStack lacks; skipped there, saying so"
-    )
+    if SERVER not in ("moto", "localstack"):
+        raise pytest.UsageError(f"S3STORE_TEST_SERVER={SERVER!r}: use moto or localstack")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SERVER != "localstack":
-        return
     for item in items:
         marker = item.get_closest_marker("moto_only")
+        if marker is not None and not marker.args:
+            raise pytest.UsageError(f"{item.nodeid}: moto_only needs what LocalStack lacks")
+        if SERVER != "localstack":
+            continue
         if marker is not None:
             item.add_marker(pytest.mark.skip(reason=f"LocalStack: {marker.args[0]}"))
         elif item.path.name == "test_terraform.py":
