@@ -21,6 +21,8 @@ for tool in ("moto", "pytest", "hypothesis", "click", "rich"):
 store = s3store.InMemorySessionStore()
 print(f"wheel OK: s3store {s3store.__version__} imports with only its runtime dependencies")
 PY
+"$work/venv/bin/python" -m s3store.probe --help >/dev/null
+echo "wheel OK: python -m s3store.probe runs with the runtime dependencies alone"
 # Without the `cli` extra the command says how to get it, and exits 2 (usage).
 status=0
 message="$("$work/venv/bin/s3store" ls 2>&1)" || status=$?
