@@ -63,9 +63,10 @@ $(LOCALSTACK_STAMP):
 	  'localstack-core[base-runtime]==4.14.0' 'cbor2<6' 'pyopenssl<26'
 	touch $(LOCALSTACK_STAMP)
 
-# The whole suite against LocalStack; tests of what it lacks skip, saying what.
+# The whole suite against LocalStack (two workers, a LocalStack each); tests of what
+# it lacks skip, saying what.
 test-localstack: $(STAMP) $(LOCALSTACK_STAMP)
-	@S3STORE_TEST_SERVER=localstack $(call pytest,$(BIN)/python)
+	@export S3STORE_TEST_SERVER=localstack; $(call pytest,$(BIN)/python,-n 2 --dist loadfile)
 
 .venv-%/.installed-test: pyproject.toml
 	@py="$(call find_python,$*)"; \
