@@ -7,7 +7,10 @@ and is imported only when a server starts, so the library never pays for it.
 
 from __future__ import annotations
 
+import io
 import logging
+import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +21,11 @@ from s3store.errors import ConfigurationError
 from s3store.s3 import S3SessionStore
 
 if TYPE_CHECKING:
-    from moto.server import ThreadedMotoServer
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from typing_extensions import Self
+    from werkzeug.serving import BaseWSGIServer
 
-__all__ = ["DEFAULT_BUCKET", "LOCAL_CREDENTIALS", "LOCAL_REGION", "LocalS3"]
+__all__ = ["DEFAULT_BUCKET", "LOCAL_CREDENTIALS", "LOCAL_REGION", "LocalS3", "MotoServer"]
 
 DEFAULT_BUCKET = "agent-sessions"
 LOCAL_REGION = "us-east-1"
@@ -44,7 +48,7 @@ class LocalS3:
     def __init__(self, bucket: str = DEFAULT_BUCKET, *, port: int = 0) -> None:
         self.bucket = bucket
         self.port = port
-        self._server: ThreadedMotoServer | None = None
+        self._server: MotoServer | None = None
         self.endpoint_url = ""
 
     def __enter__(self) -> Self:
@@ -61,19 +65,8 @@ class LocalS3:
 
     def start(self) -> str:
         """Start the server, create the bucket, and return the endpoint URL."""
-        try:
-            from moto.server import ThreadedMotoServer
-        except ImportError:
-            raise ConfigurationError(
-                "the embedded S3 server needs moto: pip install 's3store[local]', or pass "
-                "--bucket (or set S3STORE_BUCKET) to use a real bucket"
-            ) from None
-        # werkzeug logs every request at INFO, which would bury the command's own output.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        self._server = MotoServer(port=self.port)
+        self.endpoint_url = self._server.start()
         try:
             self._create_bucket()
         except Exception:
@@ -153,3 +146,74 @@ class LocalS3:
             Bucket=self.bucket,
             OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
         )
+
+
+class MotoServer:
+    """moto's S3 and KMS on 127.0.0.1, served from a thread, one request at a time.
+
+    moto checks `If-Match` and `If-None-Match` and then writes, with nothing to stop
+    another request in between, and sets an object's metadata after storing it: two
+    conditional PUTs on one ETag can both land (a lost update), and a HEAD can find
+    an object without its write history. S3 applies each request atomically; this
+    server does too, by handling one request at a time. Bodies are read before and
+    sent after, outside the lock, so a slow client holds up no one.
+    """
+
+    def __init__(self, *, port: int = 0) -> None:
+        self.port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        """Start serving and return the endpoint URL."""
+        try:
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+        except ImportError:
+            raise ConfigurationError(
+                "the embedded S3 server needs moto: pip install 's3store[local]', or pass "
+                "--bucket (or set S3STORE_BUCKET) to use a real bucket"
+            ) from None
+        from werkzeug.serving import make_server
+
+        # werkzeug logs every request at INFO, which would bury the command's own output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        app = _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            "127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def _one_request_at_a_time(app: WSGIApplication) -> WSGIApplication:
+    from werkzeug.wsgi import get_input_stream
+
+    lock = threading.Lock()
+
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        body = get_input_stream(environ).read()
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("wsgi.input_terminated", None)
+        with lock:
+            response = app(environ, start_response)
+            try:
+                return [b"".join(response)]
+            finally:
+                getattr(response, "close", lambda: None)()
+
+    return serve

@@ -8,7 +8,6 @@ marked `moto_only("what LocalStack lacks")` are skipped there, saying why.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import socket
@@ -23,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import aioboto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from s3store import InMemorySessionStore, S3SessionStore, SessionStore
+from s3store.local import MotoServer
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -74,15 +73,13 @@ def aws_test_credentials() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """The URL of the run's S3 server (moto, or LocalStack: see the module's docstring),
-    on a free port of 127.0.0.1, stopped at the end of the run."""
+    on a free port of 127.0.0.1, stopped at the end of the run. moto is served one
+    request at a time (`MotoServer`), since it does not apply a conditional write atomically."""
     if SERVER == "localstack":
         yield from localstack()
         return
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    server = MotoServer()
+    yield server.start()
     server.stop()
 
 

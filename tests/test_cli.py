@@ -467,7 +467,7 @@ async def test_with_no_bucket_the_command_uses_an_embedded_server() -> None:
 async def test_without_moto_the_embedded_server_names_the_extra_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "moto.server", None)  # what an import then raises
+    monkeypatch.setitem(sys.modules, "moto.moto_server.werkzeug_app", None)  # as if no moto
 
     result = await invoke("ls", env=NO_BUCKET)
 
