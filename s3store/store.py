@@ -311,7 +311,7 @@ class SessionStore(ABC, Generic[S]):
         write history, even when others have built on it since, and is not
         applied again. `fn` runs again only after a conflict, when its earlier
         result was definitely not stored, so keep side effects out of it.
-        Retries wait with jittered exponential backoff.
+        Retries wait with jittered exponential backoff, from the attempt's own length.
 
         `idempotency_key` (a Lambda request id, a queue message id: any text)
         makes the change once per key: when the stored session already records
@@ -326,7 +326,9 @@ class SessionStore(ABC, Generic[S]):
             raise ConfigurationError(f"attempts must be at least 1, not {attempts}")
         key = self._key(session_id)
         token = None if idempotency_key is None else key_token(idempotency_key)
+        loop = asyncio.get_running_loop()
         for attempt in range(attempts):
+            started = loop.time()
             stored = await self._get(key)
             current = None if stored is None else self._decode(stored.body, key, session_id)
             if current is not None and stored is not None:
@@ -349,7 +351,10 @@ class SessionStore(ABC, Generic[S]):
             except SessionConflictError:
                 if attempt == attempts - 1:
                     raise
-            await asyncio.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
+            # The window doubles from the attempt's own length, not a fixed step:
+            # rivals drift apart however slow the network, the machine or `fn`.
+            window = max(0.01, loop.time() - started) * 2**attempt
+            await asyncio.sleep(random.uniform(0, min(1.0, window)))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def append_event(self, session_id: SessionId, event: RuntimeEvent) -> None:
