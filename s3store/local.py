@@ -7,10 +7,12 @@ and is imported only when a server starts, so the library never pays for it.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
+import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from s3store.errors import ConfigurationError
 from s3store.s3 import S3SessionStore
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from typing_extensions import Self
     from werkzeug.serving import BaseWSGIServer
@@ -165,7 +168,10 @@ class MotoServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> str:
-        """Start serving and return the endpoint URL."""
+        """Start serving and return the endpoint URL.
+
+        Raises `ConfigurationError` when moto is not installed or the port is taken.
+        """
         try:
             from moto.moto_server.werkzeug_app import (
                 DomainDispatcherApplication,
@@ -181,10 +187,20 @@ class MotoServer:
 
         # werkzeug logs every request at INFO, which would bury the command's own output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        app = _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(
-            "127.0.0.1", self.port, app, threaded=True, request_handler=MotoRequestHandler
+        app = _one_server_header(
+            _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
         )
+        # Bound here, not by werkzeug, which answers a busy port by printing two lines
+        # and exiting the process.
+        with self._listen() as listening:
+            self._server = make_server(
+                "127.0.0.1",
+                self.port,
+                app,
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=listening.fileno(),
+            )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return f"http://127.0.0.1:{self._server.port}"
@@ -197,6 +213,38 @@ class MotoServer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def _listen(self) -> socket.socket:
+        """A socket listening on 127.0.0.1 at `port`; `ConfigurationError` if it cannot."""
+        try:
+            return socket.create_server(("127.0.0.1", self.port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {self.port} on 127.0.0.1 is in use by another program: stop it, "
+                    "or choose another port (--port for s3store local; 0 picks a free one)"
+                ) from None
+            raise ConfigurationError(
+                f"cannot listen on 127.0.0.1 port {self.port}: {exc.strerror or exc}; "
+                "choose another port (--port for s3store local; 0 picks a free one)"
+            ) from None
+
+
+def _one_server_header(app: WSGIApplication) -> WSGIApplication:
+    """Drops the `Server` header moto puts on its error answers: the request handler
+    sends its own on every answer, and a second one makes aiohttp's strict parser
+    (`python -X dev`, PYTHONASYNCIODEBUG) refuse the answer, a 404 or 412 included."""
+
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            kept = [(name, value) for name, value in headers if name.lower() != "server"]
+            return start_response(status, kept, exc_info)
+
+        return app(environ, start)
+
+    return serve
 
 
 def _one_request_at_a_time(app: WSGIApplication) -> WSGIApplication:
