@@ -12,6 +12,7 @@ from s3store.errors import (
     CorruptSessionError,
     InvalidSessionError,
     InvalidSessionIdError,
+    NoSuchVersionError,
     SessionConflictError,
     SessionStoreError,
     SessionTooLargeError,
@@ -34,9 +35,26 @@ from s3store.models import (
     UrlImage,
     UserMessage,
 )
-from s3store.s3 import Purged, S3SessionStore, SessionInfo, SessionVersion
+from s3store.objects import (
+    Codec,
+    InMemoryObjects,
+    ModelCodec,
+    ObjectHead,
+    ObjectInfo,
+    Objects,
+    StoredObject,
+    StoredVersion,
+    Updated,
+)
+from s3store.s3 import Purged, S3Objects, S3SessionStore, SessionVersion
 from s3store.serverless import lambda_handler
-from s3store.store import Concurrency, InMemorySessionStore, LoggedEvent, SessionStore
+from s3store.store import (
+    Concurrency,
+    InMemorySessionStore,
+    LoggedEvent,
+    SessionInfo,
+    SessionStore,
+)
 
 __all__ = [
     "AccessDeniedError",
@@ -46,18 +64,26 @@ __all__ = [
     "BucketNotFoundError",
     "BulkOperationError",
     "ChatMessage",
+    "Codec",
     "Concurrency",
     "ConfigurationError",
     "CorruptSessionError",
     "CustomMessage",
     "Image",
+    "InMemoryObjects",
     "InMemorySessionStore",
     "InvalidSessionError",
     "InvalidSessionIdError",
     "LoggedEvent",
+    "ModelCodec",
+    "NoSuchVersionError",
+    "ObjectHead",
+    "ObjectInfo",
+    "Objects",
     "Purged",
     "RunState",
     "RuntimeEvent",
+    "S3Objects",
     "S3SessionStore",
     "SessionConflictError",
     "SessionId",
@@ -67,9 +93,12 @@ __all__ = [
     "SessionTooLargeError",
     "SessionVersion",
     "StorageError",
+    "StoredObject",
+    "StoredVersion",
     "SystemMessage",
     "ToolCall",
     "ToolMessage",
+    "Updated",
     "UrlImage",
     "UserMessage",
     "WriteOutcomeUnknownError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from s3store.errors import ConfigurationError
-from s3store.store import StoredObject
+from s3store.objects import StoredObject
 
 __all__ = ["BodyCache"]
 

@@ -14,20 +14,14 @@ import functools
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import IO, Any, TypeVar
-
-import aioboto3
-from botocore.config import Config
-from botocore.exceptions import ProfileNotFound
-from pydantic import ValidationError
+from typing import IO, Any
 
 try:
     import click
@@ -41,7 +35,6 @@ try:
         TextColumn,
         TimeElapsedColumn,
     )
-    from rich.table import Table
     from rich.text import Text
 except ModuleNotFoundError as missing:  # installed without the `cli` extra
     print(
@@ -55,9 +48,8 @@ from s3store.errors import (
     ConfigurationError,
     CorruptSessionError,
     InvalidSessionIdError,
-    SessionConflictError,
+    NoSuchVersionError,
     SessionStoreError,
-    SessionTooLargeError,
 )
 from s3store.events import (
     AwaitingApproval,
@@ -71,20 +63,29 @@ from s3store.events import (
     UserEvent,
     event_json,
 )
-from s3store.keys import key_name, normalize_prefix, parse_name, session_key
-from s3store.local import DEFAULT_BUCKET, LOCAL_CREDENTIALS, LOCAL_REGION, LocalS3
-from s3store.models import AgentSession, AssistantMessage, ChatMessage, CustomMessage, SessionId
-from s3store.s3 import ENV_BUCKET, ENV_PREFIX, S3SessionStore, SessionInfo, SessionVersion
-from s3store.store import DEFAULT_MAX_SESSION_BYTES, LoggedEvent
+from s3store.keys import key_name, normalize_prefix, parse_name
+from s3store.local import DEFAULT_BUCKET, LocalS3
+from s3store.models import AgentSession, SessionId
+from s3store.operations import (
+    Connection,
+    ExportResult,
+    ImportResult,
+    InvalidExportError,
+    check_export,
+    connect,
+    export_sessions,
+    import_sessions,
+    summary,
+)
+from s3store.s3 import ENV_BUCKET, ENV_PREFIX, SessionVersion
+from s3store.store import DEFAULT_MAX_SESSION_BYTES, LoggedEvent, SessionInfo
+from s3store.tables import fields_table, listing_table, summary_table, timestamp
 
-__all__ = ["Connection", "cli", "main"]
+__all__ = ["cli", "main"]
 
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 3
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class CommandError(click.ClickException):
@@ -128,92 +129,6 @@ def _session_id(ctx: click.Context, param: click.Parameter, value: str | None) -
             param,
         )
     return session_id
-
-
-# -- where the sessions are ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Connection:
-    """A bucket and prefix, and how to reach them; makes stores and aioboto3 sessions."""
-
-    bucket: str
-    prefix: str
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    credentials: tuple[str, str] | None = None  # access key id and secret; else AWS's chain
-    embedded: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def session(self) -> aioboto3.Session:
-        """A new aioboto3 session: one per thread, as botocore asks."""
-        key_id, secret = self.credentials or (None, None)
-        try:
-            return aioboto3.Session(
-                aws_access_key_id=key_id,
-                aws_secret_access_key=secret,
-                profile_name=self.profile,
-                region_name=self.region,
-            )
-        except ProfileNotFound as exc:
-            raise ConfigurationError(f"{exc}: fix --profile or AWS_PROFILE") from None
-
-    def store(
-        self,
-        session: aioboto3.Session | None = None,
-        *,
-        pool: int = 10,
-        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
-    ) -> S3SessionStore:
-        return S3SessionStore(
-            self.bucket,
-            prefix=self.prefix,
-            session=session or self.session(),
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            # A pool smaller than the concurrency would queue requests inside the client.
-            config=Config(max_pool_connections=pool),
-            max_session_bytes=max_session_bytes,
-        )
-
-    def key(self, session_id: SessionId) -> str:
-        return session_key(self.prefix, session_id)
-
-
-@contextmanager
-def connect(
-    *,
-    bucket: str | None,
-    prefix: str,
-    endpoint_url: str | None = None,
-    profile: str | None = None,
-    region: str | None = None,
-    local: bool = False,
-) -> Iterator[Connection]:
-    """The configured bucket, or an embedded S3 server for as long as the block lasts."""
-    if bucket and not local:
-        yield Connection(bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile)
-        return
-    with LocalS3(bucket or DEFAULT_BUCKET) as server:
-        reason = "--local" if local else f"no bucket configured (--bucket or {ENV_BUCKET})"
-        _note(
-            f"{reason}: using an embedded S3 server at {server.endpoint_url} with bucket "
-            f"{server.bucket!r} (versioning on); it and its sessions end with this command"
-        )
-        yield Connection(
-            server.bucket,
-            prefix,
-            endpoint_url=server.endpoint_url,
-            region=LOCAL_REGION,
-            credentials=LOCAL_CREDENTIALS,
-            embedded=True,
-        )
 
 
 _CONNECTION_OPTIONS = (
@@ -269,6 +184,7 @@ def connection_options(command: Callable[..., None]) -> Callable[..., None]:
             profile=profile,
             region=region,
             local=local,
+            note=_note,
         ) as connection:
             command(connection, **options)
 
@@ -309,10 +225,6 @@ def _print_rows(rows: Iterable[Iterable[object]]) -> None:
         click.echo("\t".join(str(value) for value in row))
 
 
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _info_json(info: SessionInfo) -> dict[str, Any]:
     return {
         "id": key_name(info.session_id),
@@ -323,121 +235,22 @@ def _info_json(info: SessionInfo) -> dict[str, Any]:
     }
 
 
-def listing_table(infos: list[SessionInfo]) -> Table:
-    table = Table()
-    table.add_column("id", style="cyan")
-    table.add_column("size", justify="right")
-    table.add_column("last modified")
-    for info in infos:
-        table.add_row(
-            Text(key_name(info.session_id)), decimal(info.size), _timestamp(info.last_modified)
-        )
-    return table
-
-
 @contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr when it is a terminal; yields the function that advances it."""
+def progress(description: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+    """Progress on stderr when it is a terminal: a bar towards `total`, or, when the
+    total is not known (a listing still under way), the count so far. Yields the
+    function that advances it."""
     if not sys.stderr.isatty():
         yield lambda: None
         return
     columns = (
         TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        *((BarColumn(), MofNCompleteColumn()) if total else (TextColumn("{task.completed}"),)),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda: bar.advance(task)
-
-
-async def in_order(
-    items: Iterable[T], work: Callable[[T], Awaitable[R]], concurrency: int
-) -> AsyncIterator[R]:
-    """`work` over `items`, at most `concurrency` at a time, results in the items' order.
-
-    Results come out in order as soon as they can, so memory stays bounded by
-    the window rather than the whole input.
-    """
-    pending: deque[asyncio.Task[R]] = deque()
-    try:
-        for item in items:
-            pending.append(asyncio.ensure_future(work(item)))
-            if len(pending) >= concurrency:
-                yield await pending.popleft()
-        while pending:
-            yield await pending.popleft()
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-# -- what a session holds ----------------------------------------------------------------
-
-
-def _role(message: ChatMessage) -> str:
-    if isinstance(message, CustomMessage):
-        return f"custom:{message.role}"
-    return type(message).__name__.removesuffix("Message").lower()
-
-
-def summary(info: SessionInfo, session: AgentSession, bucket: str) -> dict[str, Any]:
-    """What `show` reports: the object's metadata and a count of what the session holds."""
-    roles = Counter(_role(message) for message in session.chat_messages)
-    tools = Counter(
-        call.name
-        for message in session.chat_messages
-        if isinstance(message, AssistantMessage)
-        for call in message.tool_calls or ()
-    )
-    return {
-        "id": key_name(info.session_id),
-        "object": f"s3://{bucket}/{info.key}",
-        "size": info.size,
-        "last_modified": info.last_modified.isoformat(),
-        "etag": info.etag,
-        "version_id": info.version_id,
-        "messages": len(session.chat_messages),
-        "messages_by_role": dict(sorted(roles.items())),
-        "tool_calls": sum(tools.values()),
-        "tool_calls_by_name": dict(sorted(tools.items())),
-        "total_tool_calls": session.total_tool_calls,
-        "always_allowed_actions": sorted(session.always_allowed_actions),
-    }
-
-
-def summary_table(report: dict[str, Any]) -> Table:
-    def counts(by_name: dict[str, int]) -> str:
-        return ", ".join(f"{count} {name}" for name, count in by_name.items())
-
-    rows: list[tuple[str, str | Text]] = [
-        ("session", Text(report["id"], style="cyan")),
-        ("object", report["object"]),
-        ("size", f"{decimal(report['size'])} ({report['size']} bytes)"),
-        ("last modified", _timestamp(datetime.fromisoformat(report["last_modified"]))),
-        ("version", report["version_id"] or "none (unversioned bucket)"),
-        ("etag", report["etag"]),
-        ("messages", f"{report['messages']}: {counts(report['messages_by_role'])}"),
-        ("tool calls", f"{report['tool_calls']}: {counts(report['tool_calls_by_name'])}"),
-    ]
-    if report["always_allowed_actions"]:
-        rows.append(("always allowed", ", ".join(report["always_allowed_actions"])))
-    return fields_table(rows)
-
-
-def fields_table(rows: Iterable[tuple[str, str | Text]]) -> Table:
-    """Name and value in two columns, as `show` and `stats` print them on a terminal.
-
-    Values are taken as plain text, not rich markup: ids and keys may hold `[`.
-    """
-    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for name, value in rows:
-        table.add_row(name, Text(value) if isinstance(value, str) else value)
-    return table
 
 
 def _summary_rows(report: dict[str, Any]) -> Iterator[tuple[str, object]]:
@@ -448,140 +261,6 @@ def _summary_rows(report: dict[str, Any]) -> Iterator[tuple[str, object]]:
             yield name, ",".join(value)
         else:
             yield name, "" if value is None else value
-
-
-# -- export and import -----------------------------------------------------------------
-
-
-@dataclass
-class ExportResult:
-    sessions: int = 0
-    bytes: int = 0
-    corrupt: list[str] = field(default_factory=list)
-    too_large: list[str] = field(default_factory=list)
-
-
-async def export_sessions(
-    store: S3SessionStore,
-    infos: list[SessionInfo],
-    out: IO[bytes],
-    *,
-    concurrency: int,
-    advance: Callable[[], None] | None = None,
-) -> ExportResult:
-    """Write each listed session's stored JSON as one line of `out`, in the listing's order.
-
-    Lines are the objects' bytes as stored, so importing them writes the same
-    bytes back. Only line breaks are taken out (JSON allows them only as
-    whitespace, so the value is unchanged). Objects that are not valid sessions
-    are left out and named in the result, as are objects over the store's
-    `max_session_bytes`.
-    """
-    result = ExportResult()
-
-    async def fetch(info: SessionInfo) -> tuple[SessionInfo, bytes | None]:
-        try:
-            stored = await store._get(info.key)
-        except SessionTooLargeError:
-            result.too_large.append(info.key)
-            return info, None
-        if stored is None:  # deleted since the listing
-            return info, None
-        try:
-            store._decode(stored.body, info.key, info.session_id)
-        except CorruptSessionError:
-            result.corrupt.append(info.key)
-            return info, None
-        return info, stored.body
-
-    async for _, body in in_order(infos, fetch, concurrency):
-        if body is not None:
-            line = body.replace(b"\r", b"").replace(b"\n", b"") + b"\n"
-            out.write(line)
-            result.sessions += 1
-            result.bytes += len(line)
-        if advance:
-            advance()
-    return result
-
-
-@dataclass
-class ImportResult:
-    written: list[SessionId] = field(default_factory=list)
-    unchanged: int = 0
-    conflicts: list[SessionId] = field(default_factory=list)
-    failed: dict[SessionId, SessionStoreError] = field(default_factory=dict)
-
-
-def read_export(lines: Iterable[bytes], source: str, prefix: str) -> list[tuple[SessionId, bytes]]:
-    """Check every line of an export before anything is written: all valid, each with a
-    key S3 takes under `prefix`, no id twice."""
-    sessions: list[tuple[SessionId, bytes]] = []
-    seen: dict[SessionId, int] = {}
-    for number, raw in enumerate(lines, 1):
-        line = raw.rstrip(b"\r\n")
-        if not line.strip():
-            continue
-        try:
-            session = AgentSession.model_validate_json(line)
-        except ValidationError as exc:
-            problem = exc.errors()[0]["msg"]
-            raise UsageFailure(
-                f"{source} line {number} is not a session ({problem}): fix or remove the "
-                "line; nothing was imported"
-            ) from None
-        if session.id is None:
-            raise UsageFailure(f"{source} line {number} has no session id: nothing was imported")
-        try:
-            session_key(prefix, session.id)
-        except InvalidSessionIdError as exc:
-            raise UsageFailure(f"{source} line {number}: {exc}; nothing was imported") from None
-        if session.id in seen:
-            raise UsageFailure(
-                f"{source} has session {key_name(session.id)} twice (lines {seen[session.id]} and "
-                f"{number}): keep one; nothing was imported"
-            )
-        seen[session.id] = number
-        sessions.append((session.id, line))
-    return sessions
-
-
-async def import_sessions(
-    store: S3SessionStore,
-    sessions: list[tuple[SessionId, bytes]],
-    *,
-    overwrite: bool,
-    concurrency: int,
-    advance: Callable[[], None] | None = None,
-) -> ImportResult:
-    """Write each line as its session's object, byte for byte.
-
-    Without `overwrite` a session is only created, never replaced: one stored
-    with these very bytes counts as unchanged (so importing a file twice is
-    harmless), one stored with other bytes as a conflict, left as it is. A session
-    that fails to be written is kept in `failed`, and the others are still written.
-    """
-    result = ImportResult()
-
-    async def write(item: tuple[SessionId, bytes]) -> None:
-        session_id, body = item
-        key = session_key(store.prefix, session_id)
-        try:
-            await store._put(key, body, if_match=None, if_absent=not overwrite, writes=())
-            result.written.append(session_id)
-        except SessionConflictError:
-            stored = await store._get(key)
-            if stored is not None and stored.body == body:
-                result.unchanged += 1
-            else:
-                result.conflicts.append(session_id)
-        except SessionStoreError as exc:
-            result.failed[session_id] = exc
-
-    async for _ in in_order(sessions, write, concurrency):
-        if advance:
-            advance()
-    return result
 
 
 # -- the commands ----------------------------------------------------------------------
@@ -595,14 +274,6 @@ _MAX_SESSION_BYTES = click.option(
     show_default=True,
     help="Read sessions up to this size; larger ones are refused (export: left out, exit 3).",
 )
-
-
-def _list_info(connection: Connection) -> list[SessionInfo]:
-    async def listing() -> list[SessionInfo]:
-        async with connection.store() as store:
-            return await store.list_info()
-
-    return asyncio.run(listing())
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -632,16 +303,18 @@ def ls_command(
 ) -> None:
     """List sessions in key order: id, size and last-modified time.
 
-    Piped, one tab-separated line per session. When --limit cuts the listing,
-    the id to pass to --after for the next page goes to stderr (`next` in JSON).
+    Piped, one tab-separated line per session. With --limit, it lists no further
+    than that (one request per 1,000); when the page is full, the id to pass to
+    --after for the next page goes to stderr (`next` in JSON).
     """
 
-    infos = _list_info(connection)
-    if after is not None:
-        start = connection.key(after)
-        infos = [info for info in infos if info.key > start]
-    page = infos[:limit] if limit else infos
-    following = key_name(page[-1].session_id) if len(page) < len(infos) else None
+    async def listing() -> list[SessionInfo]:
+        async with connection.store() as store:
+            return [info async for info in store.iter_info(after=after, limit=limit)]
+
+    page = asyncio.run(listing())
+    # A full page may have more after it: ⌈limit/1000⌉ requests, never a look past it.
+    following = key_name(page[-1].session_id) if limit and len(page) == limit else None
     if as_json:
         _print_json({"sessions": [_info_json(info) for info in page], "next": following})
         return
@@ -655,7 +328,7 @@ def ls_command(
             (key_name(info.session_id), info.size, info.last_modified.isoformat()) for info in page
         )
     if following is not None:
-        _note(f"more sessions follow: s3store ls --after {shlex.quote(following)}")
+        _note(f"more sessions may follow: s3store ls --after {shlex.quote(following)}")
 
 
 @cli.command("show")
@@ -677,7 +350,7 @@ def show_command(
             if info is None:
                 return None, None
             if as_json:
-                stored = await store._get(info.key)
+                stored = await store.objects.read(store.name(session_id))
                 return info, None if stored is None else stored.body
             return info, await store.load(session_id)
 
@@ -695,7 +368,8 @@ def show_command(
             "ones there are",
         )
     if isinstance(content, bytes):
-        click.echo(content)
+        sys.stdout.buffer.write(content)  # the stored bytes exactly, not a line of them
+        sys.stdout.flush()
         return
     report = summary(info, content, connection.bucket)
     if interactive():
@@ -770,16 +444,28 @@ def purge_command(connection: Connection, session_id: SessionId, as_json: bool) 
 @connection_options
 @json_option
 def stats_command(connection: Connection, as_json: bool) -> None:
-    """Count the sessions, their total size and the largest one."""
+    """Count the sessions, their total size and the largest one (one listing,
+    read as it goes: memory stays flat however many sessions there are)."""
 
-    infos = _list_info(connection)
-    total = sum(info.size for info in infos)
-    largest = max(infos, key=lambda info: info.size, default=None)
+    async def count() -> tuple[int, int, SessionInfo | None]:
+        sessions = total = 0
+        largest: SessionInfo | None = None
+        async with connection.store() as store:
+            with progress("counting") as advance:
+                async for info in store.iter_info():
+                    sessions += 1
+                    total += info.size
+                    if largest is None or info.size > largest.size:
+                        largest = info
+                    advance()
+        return sessions, total, largest
+
+    sessions, total, largest = asyncio.run(count())
     if as_json:
         _print_json(
             {
                 "location": str(connection),
-                "sessions": len(infos),
+                "sessions": sessions,
                 "total_bytes": total,
                 "largest": None
                 if largest is None
@@ -789,7 +475,7 @@ def stats_command(connection: Connection, as_json: bool) -> None:
     elif interactive():
         rows: list[tuple[str, str | Text]] = [
             ("location", str(connection)),
-            ("sessions", str(len(infos))),
+            ("sessions", str(sessions)),
             ("total size", decimal(total)),
         ]
         if largest is not None:
@@ -801,7 +487,7 @@ def stats_command(connection: Connection, as_json: bool) -> None:
     else:
         _print_rows(
             [
-                ("sessions", len(infos)),
+                ("sessions", sessions),
                 ("total_bytes", total),
                 ("largest_id", "" if largest is None else key_name(largest.session_id)),
                 ("largest_bytes", "" if largest is None else largest.size),
@@ -819,8 +505,12 @@ _CONCURRENCY = click.option(
 
 
 @contextmanager
-def _output_file(path: str) -> Iterator[IO[bytes]]:
-    """`path` opened for writing, replaced only once the export is whole; `-` is stdout."""
+def _output_file(path: str, resume: Callable[[], str | None]) -> Iterator[IO[bytes]]:
+    """`path` opened for writing, replaced only once the export is whole; `-` is stdout.
+
+    An export that stops part way leaves what it wrote in `<path>.partial` and says
+    how to go on from there (`resume()`: the last session written).
+    """
     if path == "-":
         yield sys.stdout.buffer
         return
@@ -832,32 +522,51 @@ def _output_file(path: str) -> Iterator[IO[bytes]]:
     try:
         with out:
             yield out
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
+    except BaseException:
+        last = resume()
+        if last is None:
             os.remove(partial)
+        else:
+            _note(
+                f"stopped part way: the sessions up to {last} are in {partial}; "
+                f"`s3store export --after {shlex.quote(last)} FILE` exports the rest"
+            )
+        raise
+    os.replace(partial, path)
 
 
 @cli.command("export")
 @connection_options
 @click.argument("file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--after", callback=_session_id, help="Start after this session (to resume).")
 @_CONCURRENCY
 @_MAX_SESSION_BYTES
 @json_option
 def export_command(
-    connection: Connection, file: str, concurrency: int, max_session_bytes: int, as_json: bool
+    connection: Connection,
+    file: str,
+    after: SessionId | None,
+    concurrency: int,
+    max_session_bytes: int,
+    as_json: bool,
 ) -> None:
-    """Write every session to FILE.jsonl (`-` for stdout), one stored object per line."""
+    """Write every session to FILE.jsonl (`-` for stdout), one stored object per line,
+    in key order, listing and reading as it writes (memory stays flat)."""
+    written: list[str] = []
 
     async def export(out: IO[bytes]) -> ExportResult:
         async with connection.store(pool=concurrency, max_session_bytes=max_session_bytes) as store:
-            infos = await store.list_info()
-            with progress("exporting", len(infos)) as advance:
+            with progress("exporting") as advance:
+
+                def done(info: SessionInfo) -> None:
+                    written[:] = [key_name(info.session_id)]
+                    advance()
+
                 return await export_sessions(
-                    store, infos, out, concurrency=concurrency, advance=advance
+                    store, out, concurrency=concurrency, after=after, advance=done
                 )
 
-    with _output_file(file) as out:
+    with _output_file(file, lambda: written[0] if written else None) as out:
         result = asyncio.run(export(out))
     destination = "stdout" if file == "-" else file
     if as_json:
@@ -905,20 +614,22 @@ def import_command(
     stored with other content are kept unless --overwrite; stored with the same
     bytes, they count as unchanged.
     """
-    if file == "-":
-        sessions = read_export(sys.stdin.buffer, "stdin", connection.prefix)
-    else:
-        with open(file, "rb") as lines:
-            sessions = read_export(lines, file, connection.prefix)
+    with _export_file(file) as lines:
+        # Two passes: all checked before anything is written, one line in memory at a time.
+        try:
+            count = check_export(lines, "stdin" if file == "-" else file, connection.prefix)
+        except InvalidExportError as exc:
+            raise UsageFailure(str(exc)) from None
+        lines.seek(0)
 
-    async def restore() -> ImportResult:
-        async with connection.store(pool=concurrency) as store:
-            with progress("importing", len(sessions)) as advance:
-                return await import_sessions(
-                    store, sessions, overwrite=overwrite, concurrency=concurrency, advance=advance
-                )
+        async def restore() -> ImportResult:
+            async with connection.store(pool=concurrency) as store:
+                with progress("importing", count) as advance:
+                    return await import_sessions(
+                        store, lines, overwrite=overwrite, concurrency=concurrency, advance=advance
+                    )
 
-    result = asyncio.run(restore())
+        result = asyncio.run(restore())
     if as_json:
         _print_json(
             {
@@ -936,7 +647,7 @@ def import_command(
         first, error = next(iter(result.failed.items()))
         problems.append(
             f"{len(result.failed)} session(s) could not be written (first: {key_name(first)}: "
-            f"{error}); the other {len(sessions) - len(result.failed)} were written or already "
+            f"{error}); the other {count - len(result.failed)} were written or already "
             "there. Run the import again: what is already stored counts as unchanged"
         )
     if result.conflicts:
@@ -949,13 +660,26 @@ def import_command(
         raise CommandError("; and ".join(problems))
 
 
+@contextmanager
+def _export_file(path: str) -> Iterator[IO[bytes]]:
+    """The export to import, to be read twice: stdin is spooled to a temporary file."""
+    if path != "-":
+        with open(path, "rb") as lines:
+            yield lines
+        return
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.seek(0)
+        yield spool
+
+
 # -- events and history ------------------------------------------------------------------
 
 
 def event_summary(logged: LoggedEvent) -> tuple[str, str, str, str]:
     """Time, agent, variant and a one-line gist of an event, for the timeline."""
     event = logged.event
-    moment = datetime.fromtimestamp(int(logged.position.split("-")[0]) / 1e6, timezone.utc)
+    moment = logged.stored_at
     agent = getattr(event, "agent_id", None) or ""
     if isinstance(event, (TextDelta, ThoughtDelta)):
         gist = event.text
@@ -976,7 +700,7 @@ def event_summary(logged: LoggedEvent) -> tuple[str, str, str, str]:
     else:
         gist = ""
     text = " ".join(gist.split())  # one line, whatever the event holds
-    return _timestamp(moment), agent, event.runtime_event_type, text[:200]
+    return timestamp(moment), agent, event.runtime_event_type, text[:200]
 
 
 @cli.command("events")
@@ -1000,6 +724,7 @@ def events_command(
                         click.echo(event_json(logged.event).decode())
                     else:
                         console().print(Text("  ".join(event_summary(logged))))
+                sys.stdout.flush()  # a follower reading the pipe gets each event as it comes
                 if not follow:
                     return
                 await asyncio.sleep(1)
@@ -1051,11 +776,20 @@ def restore_command(
 ) -> None:
     """Make VERSION (from `s3store history`) the session's current version again."""
 
+    if not version_id:
+        raise UsageFailure("VERSION is empty: pass a version id that `s3store history` lists")
+
     async def restore() -> int:
         async with connection.store() as store:
             return len((await store.restore(session_id, version_id)).chat_messages)
 
-    messages = asyncio.run(restore())
+    try:
+        messages = asyncio.run(restore())
+    except NoSuchVersionError as exc:
+        raise NotFoundError(
+            f"no such version {version_id!r} of session {key_name(session_id)} in "
+            f"{connection}: `s3store history {key_name(session_id)}` lists them"
+        ) from exc
     if as_json:
         _print_json({"restored": key_name(session_id), "version_id": version_id})
     else:

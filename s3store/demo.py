@@ -39,14 +39,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from s3store.cli import (
-    CommandError,
-    Connection,
-    export_sessions,
-    listing_table,
-    summary,
-    summary_table,
-)
+from s3store.errors import StorageError
 from s3store.models import (
     AgentSession,
     AssistantMessage,
@@ -58,7 +51,9 @@ from s3store.models import (
     ToolMessage,
     UserMessage,
 )
+from s3store.operations import Connection, export_sessions, summary
 from s3store.s3 import S3SessionStore
+from s3store.tables import listing_table, summary_table
 
 __all__ = ["run_demo"]
 
@@ -456,9 +451,11 @@ def run_demo(connection: Connection, *, keep: bool = False) -> None:
     _print_turn(out, first, recorder)
     _print_turn(out, second, recorder)
     if second.attempts < 2:
-        raise CommandError(
+        raise StorageError(
             f"invocation {second.name} saved over {first.name}'s turn without a conflict: this "
-            "endpoint ignores If-Match, which s3store's optimistic concurrency needs"
+            "endpoint ignores If-Match, which s3store's optimistic concurrency needs",
+            operation="PutObject",
+            bucket=connection.bucket,
         )
 
     out.print("\n[bold]The operator's view[/] (what the s3store commands show)\n")
@@ -497,7 +494,7 @@ def _operate(out: Console, connection: Connection, recorder: Recorder, *, keep: 
         path = Path(folder, "sessions.jsonl")
         out.print(f"\n[dim]$ s3store export {path}[/]")
         with path.open("wb") as file:
-            exported = run(lambda store: export_sessions(store, infos, file, concurrency=4))
+            exported = run(lambda store: export_sessions(store, file, concurrency=4))
         first_line = path.read_text().splitlines()[0]
     out.print(
         f"exported {exported.sessions} session(s), {decimal(exported.bytes)}; "

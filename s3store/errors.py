@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from s3store.models import SessionId
+from typing import Any
 
 
 class SessionStoreError(Exception):
@@ -86,6 +83,10 @@ class SessionTooLargeError(SessionStoreError):
     """
 
 
+class NoSuchVersionError(SessionStoreError):
+    """The session has no stored version of that id (`history()` lists the ones it has)."""
+
+
 class BucketNotFoundError(SessionStoreError):
     """The bucket does not exist (or is not visible to these credentials)."""
 
@@ -124,9 +125,9 @@ class BulkOperationError(SessionStoreError):
         self,
         operation: str,
         *,
-        errors: dict[SessionId, SessionStoreError],
-        done: list[SessionId],
-        loaded: dict[SessionId, Any] | None = None,
+        errors: dict[Any, SessionStoreError],
+        done: list[Any],
+        loaded: dict[Any, Any] | None = None,
         bucket: str | None = None,
     ) -> None:
         first_id, first = next(iter(errors.items()))
@@ -138,4 +139,4 @@ class BulkOperationError(SessionStoreError):
         self.operation = operation
         self.errors = errors
         self.done = done
-        self.loaded: dict[SessionId, Any] = loaded if loaded is not None else {}
+        self.loaded: dict[Any, Any] = loaded if loaded is not None else {}

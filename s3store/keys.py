@@ -15,13 +15,15 @@ from s3store.models import SessionId
 
 __all__ = [
     "MAX_KEY_BYTES",
-    "event_key",
-    "events_prefix",
+    "event_name",
+    "events_folder",
     "key_name",
     "normalize_prefix",
     "parse_key",
     "parse_name",
+    "position_name",
     "session_key",
+    "session_name",
 ]
 
 MAX_KEY_BYTES = 1024
@@ -69,6 +71,11 @@ def session_key(prefix: str, session_id: SessionId) -> str:
     return _within_limit(f"{prefix}{key_name(session_id)}{_SUFFIX}", session_id)
 
 
+def session_name(prefix: str, session_id: SessionId) -> str:
+    """A session's object name under `prefix` (its key without the prefix)."""
+    return session_key(prefix, session_id)[len(prefix) :]
+
+
 def parse_key(prefix: str, key: str) -> SessionId | None:
     """The session id a key names, or None when the key is not one this layout writes."""
     if not key.startswith(prefix) or not key.endswith(_SUFFIX):
@@ -99,15 +106,23 @@ def parse_key(prefix: str, key: str) -> SessionId | None:
     return session_id if session_key(prefix, session_id) == key else None
 
 
-def events_prefix(prefix: str, session_id: SessionId) -> str:
-    """Where a session's events are: `<prefix><key name>/events/`, a sub-folder that
-    `list()`, which does not descend into sub-folders, never sees."""
-    return f"{prefix}{key_name(session_id)}/events/"
+def events_folder(session_id: SessionId) -> str:
+    """Where a session's events are, under the prefix: `<key name>/events/`, a
+    sub-folder that `list()`, which does not descend into sub-folders, never sees."""
+    return f"{key_name(session_id)}/events/"
 
 
-def event_key(prefix: str, session_id: SessionId, name: str) -> str:
-    """The object key of one event; raises `InvalidSessionIdError` if S3 would refuse it."""
-    return _within_limit(f"{events_prefix(prefix, session_id)}{name}{_SUFFIX}", session_id)
+def position_name(position: int) -> str:
+    """An event's name in its folder: its position, 20 digits, so name order is
+    position order."""
+    return f"{position:020d}{_SUFFIX}"
+
+
+def event_name(prefix: str, session_id: SessionId, position: int) -> str:
+    """An event's object name under `prefix`; `InvalidSessionIdError` if S3 would
+    refuse its key."""
+    name = f"{events_folder(session_id)}{position_name(position)}"
+    return _within_limit(prefix + name, session_id)[len(prefix) :]
 
 
 def _within_limit(key: str, session_id: SessionId) -> str:

@@ -1,4 +1,5 @@
-"""`S3SessionStore`: sessions as JSON objects in an S3 bucket, over one aioboto3 client."""
+"""S3: `S3Objects`, the object layer over one aioboto3 client per event loop, and
+`S3SessionStore`, sessions as JSON objects on it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mappin
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import aioboto3
@@ -37,20 +37,29 @@ from s3store.errors import (
     BucketNotFoundError,
     ConfigurationError,
     CorruptSessionError,
+    NoSuchVersionError,
     SessionStoreError,
     StorageError,
 )
-from s3store.keys import events_prefix, parse_key
+from s3store.keys import events_folder
 from s3store.models import AgentSession, SessionId
-from s3store.store import (
+from s3store.objects import (
     DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_SESSION_BYTES,
-    Concurrency,
-    EventLogStore,
-    S,
+    DEFAULT_MAX_OBJECT_BYTES,
+    ObjectHead,
+    ObjectInfo,
+    Objects,
     StoredObject,
     StoredVersion,
     conflict,
+    each,
+)
+from s3store.store import (
+    DEFAULT_MAX_SESSION_BYTES,
+    Concurrency,
+    S,
+    SessionInfo,
+    SessionStore,
 )
 from s3store.writes import METADATA_KEY, decode, encode
 
@@ -64,9 +73,11 @@ __all__ = [
     "ENV_KMS_KEY_ID",
     "ENV_PREFIX",
     "Purged",
+    "S3Objects",
     "S3SessionStore",
     "SessionInfo",
     "SessionVersion",
+    "bucket_from_env",
 ]
 
 ENV_BUCKET = "S3STORE_BUCKET"
@@ -122,18 +133,6 @@ _DAMAGED_BODY = (
 
 
 @dataclass(frozen=True)
-class SessionInfo:
-    """What S3 knows of a stored session object, without reading its body."""
-
-    session_id: SessionId
-    key: str
-    size: int
-    last_modified: datetime
-    etag: str
-    version_id: str | None = None
-
-
-@dataclass(frozen=True)
 class Purged:
     """What `purge()` removed: versions and delete markers of the session's object,
     and versions of its events."""
@@ -153,18 +152,17 @@ class SessionVersion:
     is_latest: bool
 
 
-class S3SessionStore(EventLogStore[S]):
-    """Sessions as JSON objects under `prefix` in an S3 bucket.
-
-    One aioboto3 client per event loop serves the store::
-
-        store = S3SessionStore("my-bucket")
-        await store.save(session)
+class S3Objects(Objects):
+    """Objects under `prefix` in an S3 bucket, over one aioboto3 client per event loop.
 
     The client follows the event loop: it is opened on first use on the running
-    loop and closed when that loop ends, so a store made once at module level
-    serves every `asyncio.run()` of a process. `async with store:` (or `open()`
+    loop and closed when that loop ends, so objects made once at module level
+    serve every `asyncio.run()` of a process. `async with objects:` (or `open()`
     and `close()`) gives it an explicit lifetime instead.
+
+    Every object is written with a SHA-256 checksum S3 verifies, with SSE-KMS when
+    `kms_key_id` is set, and, above `gzip_above_bytes`, gzip-encoded; read back,
+    the checksum is checked and a damaged body read again.
     """
 
     def __init__(
@@ -176,22 +174,15 @@ class S3SessionStore(EventLogStore[S]):
         endpoint_url: str | None = None,
         region_name: str | None = None,
         config: Config | None = None,
-        model: type[S] = AgentSession,  # type: ignore[assignment]
-        concurrency: Concurrency = "optimistic",
         cache_bytes: int = 0,
-        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+        max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         max_attempts: int = 4,
         gzip_above_bytes: int | None = None,
         kms_key_id: str | None = None,
         kms_bucket_key: bool = True,
         expected_bucket_owner: str | None = None,
     ) -> None:
-        super().__init__(
-            prefix=prefix,
-            model=model,
-            concurrency=concurrency,
-            max_session_bytes=max_session_bytes,
-        )
+        super().__init__(prefix=prefix, max_object_bytes=max_object_bytes)
         if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
             raise ConfigurationError(
                 f"{bucket!r} is not a valid S3 bucket name: use 3 to 63 lower-case letters, "
@@ -240,52 +231,37 @@ class S3SessionStore(EventLogStore[S]):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
-        """A store configured by the environment, as the Terraform module's outputs set it.
+        """Objects configured by the environment, as the Terraform module's outputs set it.
 
         Reads `S3STORE_BUCKET` (required), `S3STORE_PREFIX` (default `sessions/`)
-        and `S3STORE_KMS_KEY_ID` (optional: SSE-KMS with that key on every save).
+        and `S3STORE_KMS_KEY_ID` (optional: SSE-KMS with that key on every write).
         The endpoint, region and credentials come from AWS's own variables
         (`AWS_ENDPOINT_URL`, `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_PROFILE`,
         ...). Keyword options are passed on to the constructor and win over the
         environment.
         """
-        env = os.environ if environ is None else environ
-        bucket = env.get(ENV_BUCKET, "")
-        if not bucket:
-            raise ConfigurationError(
-                f"{ENV_BUCKET} is not set: export the session bucket's name (the Terraform "
-                "module's `environment` output gives every variable to set)"
-            )
-        options.setdefault("prefix", env.get(ENV_PREFIX, "sessions/"))
-        if env.get(ENV_KMS_KEY_ID):
-            options.setdefault("kms_key_id", env[ENV_KMS_KEY_ID])
-        if env.get("AWS_REGION"):  # botocore itself reads only AWS_DEFAULT_REGION
-            options.setdefault("region_name", env["AWS_REGION"])
-        return cls(bucket, **options)
+        return cls(bucket_from_env(environ, options), **options)
 
     def __repr__(self) -> str:
-        return f"S3SessionStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
+        return f"S3Objects(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    @property
+    def bucket_name(self) -> str:
+        return self.bucket
+
+    @property
+    def default_concurrency(self) -> int:
+        pool = self._client_options["config"].max_pool_connections
+        return int(pool) if pool else DEFAULT_CONCURRENCY
 
     # -- lifetime -------------------------------------------------------------
-
-    async def __aenter__(self) -> S3SessionStore[S]:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Open the client on the running event loop now, rather than on first use.
 
-        `async with store:` calls this, and `close()` at its end; nested and
-        concurrent `async with` blocks on one loop share one client, closed when
-        the last of them ends.
+        `async with` calls this, and `close()` at its end; nested and concurrent
+        `async with` blocks on one loop share one client, closed when the last
+        of them ends.
         """
         await self._client()
         loop = asyncio.get_running_loop()
@@ -339,9 +315,14 @@ class S3SessionStore(EventLogStore[S]):
         if "ExpectedBucketOwner" in model.input_shape.members:
             params.setdefault("ExpectedBucketOwner", self._expected_bucket_owner)
 
-    # -- the four primitives ---------------------------------------------------
+    async def client(self) -> S3Client:
+        """The running loop's aioboto3 S3 client, for requests s3store does not make;
+        it belongs to these objects: do not close it."""
+        return await self._client()
 
-    async def _get(self, key: str, version_id: str | None = None) -> StoredObject | None:
+    # -- the primitives -----------------------------------------------------------
+
+    async def _get(self, key: str, version_id: str | None) -> StoredObject | None:
         # botocore retries a failed request, but not a body that arrives damaged
         # after the response began: that is read again here.
         for _ in range(self._max_attempts):
@@ -383,14 +364,16 @@ class S3SessionStore(EventLogStore[S]):
                 if _code(exc) == "NoSuchKey":
                     self._uncache(key)
                     return None
+                if version_id and _code(exc) in ("NoSuchVersion", "InvalidArgument"):
+                    return None
                 raise
             stream = response["Body"]
             # Read through botocore's wrapper, not what `async with` returns: that is
             # the bare aiohttp response, which skips the checksum and length checks.
             async with stream:
-                if response["ContentLength"] > self.max_session_bytes:
+                if response["ContentLength"] > self.max_object_bytes:
                     size = response["ContentLength"]
-                    raise self._too_large(f"stored object is {size:,} bytes", key)
+                    raise self.too_large(f"stored object is {size:,} bytes", key)
                 try:
                     body = await stream.read()
                 except _DAMAGED_BODY as exc:
@@ -408,13 +391,13 @@ class S3SessionStore(EventLogStore[S]):
         inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
         try:
             # Bounded, so that a small object cannot inflate past the memory limit.
-            data = inflate.decompress(body, self.max_session_bytes + 1)
+            data = inflate.decompress(body, self.max_object_bytes + 1)
         except zlib.error as exc:
-            raise self._corrupt(f"is not valid gzip ({exc})", body, key) from None
-        if len(data) > self.max_session_bytes:
-            raise self._too_large("stored session is larger once decompressed", key)
+            raise self.corrupt(f"is not valid gzip ({exc})", body, key) from None
+        if len(data) > self.max_object_bytes:
+            raise self.too_large("stored object is larger once decompressed", key)
         if not inflate.eof:
-            raise self._corrupt("is a truncated gzip stream", body, key)
+            raise self.corrupt("is a truncated gzip stream", body, key)
         return data
 
     async def _put(
@@ -424,7 +407,8 @@ class S3SessionStore(EventLogStore[S]):
         *,
         if_match: str | None,
         if_absent: bool,
-        writes: tuple[str, ...] = (),
+        writes: tuple[str, ...],
+        content_type: str,
     ) -> str:
         client = await self._client()
         options: dict[str, Any] = {**self._encryption}
@@ -436,7 +420,7 @@ class S3SessionStore(EventLogStore[S]):
             options["IfNoneMatch"] = "*"
         payload = body
         if self._gzip_above_bytes is not None and len(body) > self._gzip_above_bytes:
-            payload = gzip.compress(body, mtime=0)  # mtime=0: the same session, the same bytes
+            payload = gzip.compress(body, mtime=0)  # mtime=0: the same content, the same bytes
             options["ContentEncoding"] = "gzip"
         with self._errors("PutObject", key):
             try:
@@ -444,7 +428,7 @@ class S3SessionStore(EventLogStore[S]):
                     Bucket=self.bucket,
                     Key=key,
                     Body=payload,
-                    ContentType="application/json",
+                    ContentType=content_type,
                     ChecksumAlgorithm="SHA256",  # S3 verifies it, and stores it for loads
                     **options,
                 )
@@ -457,46 +441,49 @@ class S3SessionStore(EventLogStore[S]):
             self._cache.put(key, StoredObject(body, response["ETag"], writes))
         return response["ETag"]
 
-    async def _stored_version(self, key: str) -> StoredVersion | None:
-        head = await self._head(key)
-        if head is None:
-            return None
-        return StoredVersion(str(head["ETag"]), decode(head["Metadata"].get(METADATA_KEY)))
-
-    async def _head(self, key: str) -> Any:
-        """The HeadObject answer for `key`, or None when there is no object."""
+    async def _head(self, key: str) -> ObjectHead | None:
         client = await self._client()
         with self._errors("HeadObject", key):
             try:
-                return await client.head_object(Bucket=self.bucket, Key=key)
+                head = await client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
                 if _code(exc) in ("404", "NoSuchKey"):
                     return None
                 raise
+        return ObjectHead(
+            str(head["ETag"]),
+            decode(head["Metadata"].get(METADATA_KEY)),
+            head["ContentLength"],
+            head["LastModified"],
+            head.get("VersionId"),
+        )
 
-    async def _list_keys(self) -> builtins.list[str]:
-        return [item["Key"] async for item in self._listing()]
-
-    async def _listing(self) -> AsyncIterator[Any]:
+    async def _page(
+        self, prefix: str, start_after: str | None, token: str | None, limit: int, recursive: bool
+    ) -> tuple[builtins.list[ObjectInfo], str | None]:
         client = await self._client()
-        with self._errors("ListObjectsV2", None):
-            paginator = client.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(
-                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
-            ):
-                for item in page.get("Contents", ()):
-                    yield item
-
-    async def _keys_after(
-        self, folder: str, start_after: str | None, limit: int
-    ) -> builtins.list[str]:
-        client = await self._client()
-        after: dict[str, Any] = {} if start_after is None else {"StartAfter": start_after}
+        options: dict[str, Any] = {}
+        if token is not None:
+            options["ContinuationToken"] = token
+        elif start_after is not None:
+            options["StartAfter"] = start_after
+        if not recursive:
+            options["Delimiter"] = "/"
         with self._errors("ListObjectsV2", None):
             page = await client.list_objects_v2(
-                Bucket=self.bucket, Prefix=folder, MaxKeys=limit, **after
+                Bucket=self.bucket, Prefix=prefix, MaxKeys=limit, **options
             )
-        return [item["Key"] for item in page.get("Contents", ())]
+        infos = [
+            ObjectInfo(
+                item["Key"][len(self.prefix) :],
+                item["Key"],
+                item["Size"],
+                item["LastModified"],
+                item["ETag"],
+            )
+            for item in page.get("Contents", ())
+        ]
+        return infos, page.get("NextContinuationToken") if page.get("IsTruncated") else None
 
     async def _delete(self, key: str) -> None:
         client = await self._client()
@@ -508,26 +495,17 @@ class S3SessionStore(EventLogStore[S]):
         if self._cache is not None:
             self._cache.evict(key)
 
-    # -- bulk -------------------------------------------------------------------
-
-    def _default_concurrency(self) -> int:
-        pool = self._client_options["config"].max_pool_connections
-        return int(pool) if pool else DEFAULT_CONCURRENCY
+    # -- bulk and versions ----------------------------------------------------------
 
     async def delete_many(
-        self, session_ids: Iterable[SessionId], *, concurrency: int | None = None
-    ) -> None:
-        """Delete many sessions with DeleteObjects, 1,000 keys a request.
-
-        At most `concurrency` requests are in flight. Absent sessions are not an
-        error. Keys S3 could not delete, and every key of a request that failed
-        as a whole, are raised together in one `BulkOperationError`; every other
-        key is deleted.
-        """
-        ids = builtins.list(dict.fromkeys(session_ids))
-        id_of = {self._key(session_id): session_id for session_id in ids}
-        keys = builtins.list(id_of)
-        errors: dict[SessionId, SessionStoreError] = {}
+        self, names: Iterable[str], *, concurrency: int | None = None
+    ) -> dict[str, SessionStoreError]:
+        """Delete many objects with DeleteObjects, 1,000 keys a request, at most
+        `concurrency` requests in flight; returns the failures by name."""
+        key_of = {name: self.key(name) for name in dict.fromkeys(names)}
+        name_of = {key: name for name, key in key_of.items()}
+        keys = builtins.list(name_of)
+        errors: dict[str, SessionStoreError] = {}
 
         async def delete_batch(start: int) -> None:
             batch = keys[start : start + _DELETE_BATCH]
@@ -536,135 +514,25 @@ class S3SessionStore(EventLogStore[S]):
             try:
                 failures = await self._delete_objects([{"Key": key} for key in batch], None)
             except SessionStoreError as exc:
-                errors.update((id_of[key], exc) for key in batch)
+                errors.update((name_of[key], exc) for key in batch)
                 return
             for failure in failures:
                 key = failure.get("Key", "")
-                if key in id_of:
-                    errors[id_of[key]] = self._key_failure(failure, key)
+                if key in name_of:
+                    errors[name_of[key]] = self._key_failure(failure, key)
 
-        await self._each(
-            builtins.list(range(0, len(keys), _DELETE_BATCH)), delete_batch, concurrency
+        await each(
+            builtins.list(range(0, len(keys), _DELETE_BATCH)),
+            delete_batch,
+            concurrency or self.default_concurrency,
         )
-        if errors:
-            raise self._bulk_error("delete_many", ids, errors)
+        return errors
 
-    # -- for operators --------------------------------------------------------
-
-    async def stat(self, session_id: SessionId) -> SessionInfo | None:
-        """Size, time and version of a stored session (a HeadObject), or None."""
-        key = self._key(session_id)
-        head = await self._head(key)
-        if head is None:
-            return None
-        return SessionInfo(
-            session_id,
-            key,
-            head["ContentLength"],
-            head["LastModified"],
-            head["ETag"],
-            head.get("VersionId"),
-        )
-
-    async def list_info(self) -> builtins.list[SessionInfo]:
-        """Like `list()`, with each object's size, time and ETag, from the listing alone."""
-        infos = []
-        async for item in self._listing():
-            session_id = parse_key(self.prefix, item["Key"])
-            if session_id is not None:
-                infos.append(
-                    SessionInfo(
-                        session_id, item["Key"], item["Size"], item["LastModified"], item["ETag"]
-                    )
-                )
-        return infos
-
-    async def purge(self, session_id: SessionId) -> Purged:
-        """Erase a session for good: every version and delete marker of its object,
-        and every version of every one of its events.
-
-        `delete()` in a versioned bucket only adds a delete marker, and the old
-        versions stay recoverable; it also leaves the events, the audit trail.
-        `purge()` is the right to erasure. It needs `s3:ListBucketVersions` and
-        `s3:DeleteObjectVersion` (the Terraform module's eraser policy). In an
-        unversioned bucket it deletes the objects.
-        """
-        key = self._key(session_id)
-        snapshot = [item async for item in self._versions(key) if item["Key"] == key]
-        events = [item async for item in self._versions(events_prefix(self.prefix, session_id))]
-        doomed = [
-            {"Key": item["Key"], "VersionId": item["VersionId"]} for item in snapshot + events
-        ]
-        for start in range(0, len(doomed), _DELETE_BATCH):
-            failures = await self._delete_objects(doomed[start : start + _DELETE_BATCH], key)
-            if failures:
-                left = f"{len(failures)} version(s) left in place, run purge again"
-                raise self._key_failure(
-                    failures[0], key, f"{left}: {failures[0].get('Message', '')}"
-                )
-        markers = sum(1 for item in snapshot if item["IsDeleteMarker"])
-        return Purged(versions=len(snapshot) - markers, delete_markers=markers, events=len(events))
-
-    async def history(self, session_id: SessionId) -> builtins.list[SessionVersion]:
-        """Every stored version of the session, newest first (delete markers left out).
-
-        Needs a versioned bucket (the Terraform module turns versioning on) and
-        `s3:ListBucketVersions`; in an unversioned bucket, `ConfigurationError`.
-        """
-        key = self._key(session_id)
-        found = [
-            item
-            async for item in self._versions(key)
-            if item["Key"] == key and not item["IsDeleteMarker"]
-        ]
-        if found and all(item["VersionId"] == "null" for item in found):
-            raise ConfigurationError(
-                "the bucket keeps no versions: a session has no history until versioning "
-                "is enabled on the bucket (the Terraform module enables it)",
-                bucket=self.bucket,
-                key=key,
-            )
-        found.sort(key=lambda item: item["LastModified"], reverse=True)
-        return [
-            SessionVersion(item["VersionId"], item["LastModified"], item["Size"], item["IsLatest"])
-            for item in found
-        ]
-
-    async def load(self, session_id: SessionId, version_id: str | None = None) -> S | None:
-        """The stored session (or, with `version_id`, that version of it from
-        `history()`), or None when there is none."""
-        if version_id is None:
-            return await super().load(session_id)
-        key = self._key(session_id)
-        stored = await self._get(key, version_id)
-        if stored is None:
-            return None
-        session = self._decode(stored.body, key, session_id)
-        self._remember(session, key, stored.version, stored.writes)
-        return session
-
-    async def restore(self, session_id: SessionId, version_id: str) -> S:
-        """Make a version from `history()` the current session again, as a new version.
-
-        The save is conditional on the version stored now: `SessionConflictError` if
-        the session changed between the two, and nothing is written then.
-        """
-        key = self._key(session_id)
-        old = await self.load(session_id, version_id)
-        if old is None:
-            raise StorageError(
-                f"there is no version {version_id!r} of the session: `history()` lists them",
-                operation="GetObject",
-                code="NoSuchVersion",
-                bucket=self.bucket,
-                key=key,
-            )
-        await self._save(old, key, await self._stored_version(key))
-        return old
-
-    async def _versions(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
-        """Every version and delete marker under `prefix`, each with `IsDeleteMarker`."""
+    async def iter_versions(self, folder: str) -> AsyncIterator[dict[str, Any]]:
+        """Every version and delete marker of the objects whose names start with
+        `folder` (ListObjectVersions), each with `IsDeleteMarker`."""
         client = await self._client()
+        prefix = self.key(folder)
         with self._errors("ListObjectVersions", prefix):
             paginator = client.get_paginator("list_object_versions")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
@@ -672,6 +540,22 @@ class S3SessionStore(EventLogStore[S]):
                     yield {**version, "IsDeleteMarker": False}
                 for marker in page.get("DeleteMarkers", ()):
                     yield {**marker, "IsDeleteMarker": True}
+
+    async def delete_versions(self, versions: builtins.list[dict[str, Any]], name: str) -> None:
+        """Delete these versions for good (`Key` and `VersionId` each), 1,000 a request;
+        `name` is the object the errors name."""
+        key = self.key(name)
+        for start in range(0, len(versions), _DELETE_BATCH):
+            batch = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for item in versions[start : start + _DELETE_BATCH]
+            ]
+            failures = await self._delete_objects(batch, key)
+            if failures:
+                left = f"{len(failures)} version(s) left in place, run purge again"
+                raise self._key_failure(
+                    failures[0], key, f"{left}: {failures[0].get('Message', '')}"
+                )
 
     async def _delete_objects(self, objects: builtins.list[Any], key: str | None) -> Any:
         """One quiet DeleteObjects request; the per-key failures S3 reports."""
@@ -692,9 +576,6 @@ class S3SessionStore(EventLogStore[S]):
         return self._client_error(
             ClientError({"Error": error}, "DeleteObjects"), "DeleteObjects", key
         )
-
-    def _bucket_name(self) -> str:
-        return self.bucket
 
     # -- errors --------------------------------------------------------------------
 
@@ -755,6 +636,183 @@ class S3SessionStore(EventLogStore[S]):
         )
 
 
+class S3SessionStore(SessionStore[S]):
+    """Sessions as JSON objects under `prefix` in an S3 bucket, over `S3Objects`.
+
+    One aioboto3 client per event loop serves the store::
+
+        store = S3SessionStore("my-bucket")
+        await store.save(session)
+
+    The client follows the event loop: it is opened on first use on the running
+    loop and closed when that loop ends, so a store made once at module level
+    serves every `asyncio.run()` of a process. `async with store:` (or `open()`
+    and `close()`) gives it an explicit lifetime instead. `store.objects` is the
+    object layer underneath, for documents of your own in the same bucket.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "sessions/",
+        session: aioboto3.Session | None = None,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        config: Config | None = None,
+        model: type[S] = AgentSession,  # type: ignore[assignment]
+        concurrency: Concurrency = "optimistic",
+        cache_bytes: int = 0,
+        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
+        max_attempts: int = 4,
+        gzip_above_bytes: int | None = None,
+        kms_key_id: str | None = None,
+        kms_bucket_key: bool = True,
+        expected_bucket_owner: str | None = None,
+    ) -> None:
+        self.s3 = S3Objects(
+            bucket,
+            prefix=prefix,
+            session=session,
+            endpoint_url=endpoint_url,
+            region_name=region_name,
+            config=config,
+            cache_bytes=cache_bytes,
+            max_object_bytes=max_session_bytes,
+            max_attempts=max_attempts,
+            gzip_above_bytes=gzip_above_bytes,
+            kms_key_id=kms_key_id,
+            kms_bucket_key=kms_bucket_key,
+            expected_bucket_owner=expected_bucket_owner,
+        )
+        super().__init__(self.s3, model=model, concurrency=concurrency)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """A store configured by the environment, as the Terraform module's outputs set it.
+
+        Reads `S3STORE_BUCKET` (required), `S3STORE_PREFIX` (default `sessions/`)
+        and `S3STORE_KMS_KEY_ID` (optional: SSE-KMS with that key on every save).
+        The endpoint, region and credentials come from AWS's own variables
+        (`AWS_ENDPOINT_URL`, `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_PROFILE`,
+        ...). Keyword options are passed on to the constructor and win over the
+        environment.
+        """
+        return cls(bucket_from_env(environ, options), **options)
+
+    @property
+    def bucket(self) -> str:
+        return self.s3.bucket
+
+    def __repr__(self) -> str:
+        return f"S3SessionStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    # -- for operators --------------------------------------------------------
+
+    async def stat(self, session_id: SessionId) -> SessionInfo | None:
+        """Size, time and version of a stored session (a HeadObject), or None."""
+        name = self.name(session_id)
+        head = await self.s3.head(name)
+        if head is None:
+            return None
+        return SessionInfo(
+            session_id,
+            self.s3.key(name),
+            head.size,
+            head.last_modified,
+            head.version,
+            head.version_id,
+        )
+
+    async def list_info(self) -> builtins.list[SessionInfo]:
+        """Like `list()`, with each object's size, time and ETag, from the listing alone.
+
+        It holds the whole listing in memory: `iter_info()` streams it instead."""
+        return [info async for info in self.iter_info()]
+
+    async def purge(self, session_id: SessionId) -> Purged:
+        """Erase a session for good: every version and delete marker of its object,
+        and every version of every one of its events.
+
+        `delete()` in a versioned bucket only adds a delete marker, and the old
+        versions stay recoverable; it also leaves the events, the audit trail.
+        `purge()` is the right to erasure. It needs `s3:ListBucketVersions` and
+        `s3:DeleteObjectVersion` (the Terraform module's eraser policy). In an
+        unversioned bucket it deletes the objects.
+        """
+        name = self.name(session_id)
+        key = self.s3.key(name)
+        snapshot = [item async for item in self.s3.iter_versions(name) if item["Key"] == key]
+        events = [item async for item in self.s3.iter_versions(events_folder(session_id))]
+        await self.s3.delete_versions(snapshot + events, name)
+        self._forget_tail(session_id)
+        markers = sum(1 for item in snapshot if item["IsDeleteMarker"])
+        return Purged(versions=len(snapshot) - markers, delete_markers=markers, events=len(events))
+
+    async def history(self, session_id: SessionId) -> builtins.list[SessionVersion]:
+        """Every stored version of the session, newest first (delete markers left out).
+
+        Needs a versioned bucket (the Terraform module turns versioning on) and
+        `s3:ListBucketVersions`; in an unversioned bucket, `ConfigurationError`.
+        """
+        name = self.name(session_id)
+        key = self.s3.key(name)
+        found = [
+            item
+            async for item in self.s3.iter_versions(name)
+            if item["Key"] == key and not item["IsDeleteMarker"]
+        ]
+        if found and all(item["VersionId"] == "null" for item in found):
+            raise ConfigurationError(
+                "the bucket keeps no versions: a session has no history until versioning "
+                "is enabled on the bucket (the Terraform module enables it)",
+                bucket=self.bucket,
+                key=key,
+            )
+        found.sort(key=lambda item: item["LastModified"], reverse=True)
+        return [
+            SessionVersion(item["VersionId"], item["LastModified"], item["Size"], item["IsLatest"])
+            for item in found
+        ]
+
+    async def load(self, session_id: SessionId, version_id: str | None = None) -> S | None:
+        """The stored session (or, with `version_id`, that version of it from
+        `history()`), or None when there is none."""
+        if version_id is None:
+            return await super().load(session_id)
+        if not version_id:
+            raise ConfigurationError("version_id is empty: pass one that history() lists")
+        name = self.name(session_id)
+        stored = await self.s3.read(name, version_id=version_id)
+        if stored is None:
+            return None
+        session = self.decode(stored.body, session_id)
+        self._remember(session, name, StoredVersion(stored.version, stored.writes))
+        return session
+
+    async def restore(self, session_id: SessionId, version_id: str) -> S:
+        """Make a version from `history()` the current session again, as a new version.
+
+        The save is conditional on the version stored now: `SessionConflictError` if
+        the session changed between the two, and nothing is written then.
+        `NoSuchVersionError` when the session has no such version.
+        """
+        name = self.name(session_id)
+        old = await self.load(session_id, version_id)
+        if old is None:
+            raise NoSuchVersionError(
+                f"there is no version {version_id!r} of the session: `history()` lists them",
+                bucket=self.bucket,
+                key=self.s3.key(name),
+            )
+        head = await self.s3.head(name)
+        self._remember(
+            old, name, None if head is None else StoredVersion(head.version, head.writes)
+        )
+        await self.save(old)
+        return old
+
+
 class _DamagedBody(Exception):
     """A body that arrived damaged; `__cause__` says how. Kept from `_errors()`."""
 
@@ -786,3 +844,21 @@ def _client_config(max_attempts: int, config: Config | None) -> tuple[Config, in
     else:
         attempts = int(retries["max_attempts"]) + 1  # botocore counts retries there
     return merged, attempts
+
+
+def bucket_from_env(environ: Mapping[str, str] | None, options: dict[str, Any]) -> str:
+    """The bucket the environment names, with `options` completed from it in place
+    (prefix, SSE-KMS key, region); options given win over the environment."""
+    env = os.environ if environ is None else environ
+    bucket = env.get(ENV_BUCKET, "")
+    if not bucket:
+        raise ConfigurationError(
+            f"{ENV_BUCKET} is not set: export the session bucket's name (the Terraform "
+            "module's `environment` output gives every variable to set)"
+        )
+    options.setdefault("prefix", env.get(ENV_PREFIX, "sessions/"))
+    if env.get(ENV_KMS_KEY_ID):
+        options.setdefault("kms_key_id", env[ENV_KMS_KEY_ID])
+    if env.get("AWS_REGION"):  # botocore itself reads only AWS_DEFAULT_REGION
+        options.setdefault("region_name", env["AWS_REGION"])
+    return bucket

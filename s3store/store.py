@@ -1,30 +1,30 @@
-"""The `SessionStore` contract, and `InMemorySessionStore`.
+"""The `SessionStore` contract over the object layer, and `InMemorySessionStore`.
 
 A store saves whole session snapshots as JSON objects, one per session, under a
-key derived from the session id (see `s3store.keys`). The logic shared by every
-backend lives here: encoding, key checks, version tracking for optimistic
-concurrency, and `update()`. A backend supplies four primitives over raw bytes.
+name derived from the session id (see `s3store.keys`), through an `Objects`
+(`s3store.objects`): S3's or memory's. What is a session's alone lives here: the
+model, the version a session object was loaded or saved as (for optimistic
+concurrency), listing by id, and the event log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import contextlib
-import hashlib
 import inspect
 import logging
-import random
-import secrets
-import time
-from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, NamedTuple, cast
+from datetime import datetime
+from types import TracebackType
+from typing import Generic, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
-from typing_extensions import TypeVar  # a TypeVar default (PEP 696); pydantic brings it
+from typing_extensions import (
+    Self,
+    TypeVar,  # a TypeVar default (PEP 696); pydantic brings it
+)
 
 from s3store.errors import (
     BulkOperationError,
@@ -34,24 +34,26 @@ from s3store.errors import (
     InvalidSessionIdError,
     SessionConflictError,
     SessionStoreError,
-    SessionTooLargeError,
-    WriteOutcomeUnknownError,
 )
 from s3store.events import RuntimeEvent, event_json, parse_event
-from s3store.keys import event_key, events_prefix, normalize_prefix, parse_key, session_key
+from s3store.keys import event_name, events_folder, parse_key, position_name, session_name
 from s3store.models import AgentSession, SessionId, find_invalid, wire_json
-from s3store.writes import Outcome, extend, key_token, new_token, outcome
+from s3store.objects import (
+    DEFAULT_MAX_OBJECT_BYTES,
+    InMemoryObjects,
+    ObjectInfo,
+    Objects,
+    StoredVersion,
+    each,
+)
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_SESSION_BYTES",
     "Concurrency",
-    "EventLogStore",
     "InMemorySessionStore",
     "LoggedEvent",
+    "SessionInfo",
     "SessionStore",
-    "StoredObject",
-    "StoredVersion",
 ]
 
 logger = logging.getLogger("s3store")
@@ -59,45 +61,37 @@ logger = logging.getLogger("s3store")
 S = TypeVar("S", bound=BaseModel, default=AgentSession)
 T = TypeVar("T")
 
-DEFAULT_CONCURRENCY = 64
-"""Requests a bulk method keeps in flight when not told otherwise (S3: the pool size)."""
-
-DEFAULT_MAX_SESSION_BYTES = 8 * 1024 * 1024
-"""The largest session a store saves or loads by default: 8 MiB of JSON.
-
-Parsed, such a session takes several times that in memory, which still fits a
-512 MB Lambda function with room to work; raise it where memory allows."""
+DEFAULT_MAX_SESSION_BYTES = DEFAULT_MAX_OBJECT_BYTES
+"""The largest session a store saves or loads by default: 8 MiB of JSON."""
 
 Concurrency = Literal["optimistic", "last-writer-wins"]
 """`optimistic` (the default): a save never overwrites a version it did not see.
 `last-writer-wins`: every save is a plain, unconditional write."""
 
-
-class StoredObject:
-    """An object's bytes, the version tag (S3's ETag) they were stored under, and
-    its write history (see `s3store.writes`)."""
-
-    __slots__ = ("body", "version", "writes")
-
-    def __init__(self, body: bytes, version: str, writes: tuple[str, ...] = ()) -> None:
-        self.body = body
-        self.version = version
-        self.writes = writes
+_TAILS_KEPT = 1024
+"""Sessions whose next event position a store remembers (the least recent go)."""
 
 
-class StoredVersion(NamedTuple):
-    """An object's version tag and write history, without its bytes."""
+@dataclass(frozen=True)
+class SessionInfo:
+    """What the storage knows of a stored session object, without reading its body."""
 
-    version: str
-    writes: tuple[str, ...]
+    session_id: SessionId
+    key: str
+    size: int
+    last_modified: datetime
+    etag: str
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
 class LoggedEvent:
-    """An event as a session's log holds it: `position` is what `events(after=...)` takes."""
+    """An event as a session's log holds it: `position` is what `events(after=...)`
+    takes, `stored_at` when its object was written."""
 
     position: str
     event: RuntimeEvent
+    stored_at: datetime
 
 
 class _Seen(NamedTuple):
@@ -127,23 +121,23 @@ def _carried(session: BaseModel) -> _Seen | None:
     return seen if isinstance(seen, _Seen) else None
 
 
-_SUPERSEDED = ""
-"""The version of a session whose save landed but was built on by others since:
-saving that object again is a conflict, without a request."""
+class _SessionCodec(Generic[S]):
+    """One session's JSON, for `Objects.update()`: refuses an object holding another id."""
+
+    def __init__(self, store: SessionStore[S], session_id: SessionId, key: str) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.key = key
+
+    def decode(self, body: bytes) -> S:
+        return self.store.decode(body, self.session_id)
+
+    def encode(self, document: S) -> bytes:
+        return self.store.encode(document)
 
 
-def conflict(*, bucket: str | None, key: str) -> SessionConflictError:
-    """The error for a conditional save that found another version stored."""
-    return SessionConflictError(
-        "not saved: the stored session was created, changed or deleted since this copy "
-        "was loaded. Load it again and reapply the change, or use update(), which retries",
-        bucket=bucket,
-        key=key,
-    )
-
-
-class SessionStore(ABC, Generic[S]):
-    """Saves, loads, lists and deletes session snapshots.
+class SessionStore(Generic[S]):
+    """Saves, loads, lists and deletes session snapshots, over an `Objects`.
 
     Generic over the session model: `AgentSession` by default, or any pydantic
     model with an `id: SessionId` field.
@@ -153,15 +147,17 @@ class SessionStore(ABC, Generic[S]):
     or, for a session object it has not seen, only if nothing is stored yet;
     otherwise it raises `SessionConflictError`. `update()` wraps the
     load-change-save cycle and retries on conflict.
+
+    A store is an async context manager: `async with store:` opens what its
+    objects need (S3: the client) and closes it at the end.
     """
 
     def __init__(
         self,
+        objects: Objects,
         *,
-        prefix: str = "sessions/",
         model: type[S] = AgentSession,  # type: ignore[assignment]
         concurrency: Concurrency = "optimistic",
-        max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
     ) -> None:
         if "id" not in model.model_fields:
             raise ConfigurationError(
@@ -171,43 +167,111 @@ class SessionStore(ABC, Generic[S]):
             raise ConfigurationError(
                 f"concurrency must be 'optimistic' or 'last-writer-wins', not {concurrency!r}"
             )
-        self.prefix = normalize_prefix(prefix)
+        self.objects = objects
         self.model = model
         self.concurrency: Concurrency = concurrency
-        self.max_session_bytes = max_session_bytes
         self._adapter = TypeAdapter(model)
         self._listed_foreign_key = False
+        self._tails: OrderedDict[SessionId, int] = OrderedDict()
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of the sessions (ends in `/`, or is empty: the bucket root)."""
+        return self.objects.prefix
+
+    @property
+    def max_session_bytes(self) -> int:
+        """The largest session this store saves or loads, in bytes of JSON."""
+        return self.objects.max_object_bytes
+
+    @max_session_bytes.setter
+    def max_session_bytes(self, value: int) -> None:
+        self.objects.max_object_bytes = value
+
+    # -- lifetime ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open what the objects need now (S3: the client), rather than on first use."""
+        await self.objects.open()
+
+    async def close(self) -> None:
+        """Close it now; a later use opens it again."""
+        await self.objects.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     # -- the contract -------------------------------------------------------
 
     async def save(self, session: S) -> None:
         """Store the whole snapshot; raises `InvalidSessionIdError` if its id is None."""
-        key = self._key(self._id_of(session))
-        await self._save(session, key, self._seen(session, key))
+        name = self.name(self._id_of(session))
+        _carried(session)  # so that it is not encoded
+        version = await self.objects.write(
+            name,
+            self.encode(session),
+            base=self._seen(session, name),
+            conditional=self.concurrency == "optimistic",
+        )
+        self._remember(session, name, version)
 
     async def load(self, session_id: SessionId) -> S | None:
         """The stored session, or None when there is none.
 
         Raises `CorruptSessionError` when the object is not a valid session.
         """
-        key = self._key(session_id)
-        stored = await self._get(key)
+        name = self.name(session_id)
+        stored = await self.objects.read(name)
         if stored is None:
             return None
-        session = self._decode(stored.body, key, session_id)
-        self._remember(session, key, stored.version, stored.writes)
+        session = self.decode(stored.body, session_id)
+        self._remember(session, name, StoredVersion(stored.version, stored.writes))
         return session
 
     async def list(self) -> builtins.list[SessionId]:
         """Every stored session id exactly once, in object-key order."""
-        ids = []
-        for key in await self._list_keys():
-            session_id = parse_key(self.prefix, key)
-            if session_id is None:
-                self._skipped_foreign_key(key)
-            else:
-                ids.append(session_id)
-        return ids
+        return [session_id async for session_id in self.iter_ids()]
+
+    async def iter_ids(
+        self, *, after: SessionId | None = None, limit: int | None = None
+    ) -> AsyncIterator[SessionId]:
+        """The stored session ids in key order, fetched a page at a time as they are
+        consumed: from after `after`, at most `limit` of them (S3: ⌈limit/1000⌉
+        ListObjectsV2 requests)."""
+        async for info in self.iter_info(after=after, limit=limit):
+            yield info.session_id
+
+    async def iter_info(
+        self, *, after: SessionId | None = None, limit: int | None = None
+    ) -> AsyncIterator[SessionInfo]:
+        """As `iter_ids()`, with each object's size, time and ETag, from the listing alone."""
+        start = None if after is None else self.name(after)
+        left = limit
+        while True:
+            asked, listed = left, 0
+            async for info in self.objects.iter_objects(after=start, limit=asked):
+                listed += 1
+                start = info.name
+                session_id = parse_key("", info.name)
+                if session_id is None:
+                    self._skipped_foreign_key(info.key)
+                    continue
+                yield SessionInfo(session_id, info.key, info.size, info.last_modified, info.etag)
+                if left is not None:
+                    left -= 1
+            # Objects that are not sessions took places of a limited page: list on
+            # past them, unless the listing ended.
+            if asked is None or left == 0 or listed < asked:
+                return
 
     def _skipped_foreign_key(self, key: str) -> None:
         # A shared prefix holds the same foreign objects at every listing: say so
@@ -224,7 +288,7 @@ class SessionStore(ABC, Generic[S]):
 
     async def delete(self, session_id: SessionId) -> None:
         """Delete a session; deleting one that does not exist is not an error."""
-        await self._delete(self._key(session_id))
+        await self.objects.delete(self.name(session_id))
 
     async def load_many(
         self, session_ids: Iterable[SessionId], *, concurrency: int | None = None
@@ -264,7 +328,7 @@ class SessionStore(ABC, Generic[S]):
                 raise InvalidSessionIdError(
                     f"save_many() got session {session_id} twice: pass each once"
                 )
-            self._key(session_id)  # an invalid id fails here, before any request
+            self.name(session_id)  # an invalid id fails here, before any request
             by_id[session_id] = session
 
         async def save(session_id: SessionId) -> None:
@@ -281,17 +345,14 @@ class SessionStore(ABC, Generic[S]):
         """Delete many sessions; absent ones are not an error.
 
         If any deletion fails, the others still complete and
-        `BulkOperationError` is raised with the failures in `.errors`.
+        `BulkOperationError` is raised with the failures in `.errors`
+        (on S3: DeleteObjects, 1,000 keys a request).
         """
         ids = builtins.list(dict.fromkeys(session_ids))
-        for session_id in ids:
-            self._key(session_id)
-
-        async def delete(session_id: SessionId) -> None:
-            await self.delete(session_id)
-
-        errors = await self._each(ids, delete, concurrency)
-        if errors:
+        id_of = {self.name(session_id): session_id for session_id in ids}
+        failures = await self.objects.delete_many(id_of, concurrency=self._concurrency(concurrency))
+        if failures:
+            errors = {id_of[name]: error for name, error in failures.items()}
             raise self._bulk_error("delete_many", ids, errors)
 
     async def update(
@@ -315,162 +376,138 @@ class SessionStore(ABC, Generic[S]):
 
         `idempotency_key` (a Lambda request id, a queue message id: any text)
         makes the change once per key: when the stored session already records
-        the key, it is returned as it is and `fn` is not called.
+        the key, the stored session is returned as it is and `fn` is not called,
+        also when a duplicate call running at the same time stored it first.
 
         Returns the saved session. Raises `SessionConflictError` when the last of
         `attempts` still conflicts (nothing of this call was stored), and
         `WriteOutcomeUnknownError` when a lost answer's outcome can no longer be
         told (see `s3store.writes`).
         """
-        if attempts < 1:
-            raise ConfigurationError(f"attempts must be at least 1, not {attempts}")
-        key = self._key(session_id)
-        token = None if idempotency_key is None else key_token(idempotency_key)
-        loop = asyncio.get_running_loop()
-        for attempt in range(attempts):
-            started = loop.time()
-            stored = await self._get(key)
-            current = None if stored is None else self._decode(stored.body, key, session_id)
-            if current is not None and stored is not None:
-                self._remember(current, key, stored.version, stored.writes)
-                if token is not None and token in stored.writes:
-                    return current  # this key's change is already stored
+        name = self.name(session_id)
+
+        async def change(current: S | None) -> S:
             changed = fn(current)
-            if inspect.isawaitable(changed):
-                changed = await changed
-            session = changed
+            session = await changed if inspect.isawaitable(changed) else changed
             if self._id_of(session) != session_id:
                 raise InvalidSessionIdError(
                     f"update() of session {session_id} got back a session with id "
                     f"{self._id_of(session)}: fn must keep the id"
                 )
-            base = None if stored is None else StoredVersion(stored.version, stored.writes)
-            try:
-                await self._save(session, key, base, token)
-                return session
-            except SessionConflictError:
-                if attempt == attempts - 1:
-                    raise
-            # The window doubles from the attempt's own length, not a fixed step:
-            # rivals drift apart however slow the network, the machine or `fn`.
-            window = max(0.01, loop.time() - started) * 2**attempt
-            await asyncio.sleep(random.uniform(0, min(1.0, window)))
-        raise AssertionError("unreachable")  # pragma: no cover
+            _carried(session)  # so that it is not encoded
+            return session
+
+        updated = await self.objects.update(
+            name,
+            change,
+            codec=_SessionCodec(self, session_id, self.objects.key(name)),
+            attempts=attempts,
+            idempotency_key=idempotency_key,
+        )
+        self._remember(updated.document, name, updated.version)
+        return updated.document
+
+    # -- the event log --------------------------------------------------------
 
     async def append_event(self, session_id: SessionId, event: RuntimeEvent) -> None:
         """Record an event of the session, for audit and replay.
 
-        A no-op here, as agent-base's `SessionStore` trait provides it;
-        `InMemorySessionStore` and `S3SessionStore` keep every event (`EventLogStore`).
+        Each event is an immutable object of its own, `<prefix><id>/events/<position>.json`,
+        at the next free position, created only if absent: a position is taken
+        only once the one before it exists, so a reader that has passed a position
+        has seen every event before it. A retried request never makes two.
         """
+        folder = events_folder(session_id)
+        self.name(session_id)  # an invalid id fails here, before any request
+        body = self._encode_event(event, self.objects.key(folder))
+        position = self._tails.get(session_id) or await self._tail(folder)
+        while True:
+            try:
+                name = event_name(self.prefix, session_id, position)
+                await self.objects.write(name, body, base=None)
+                break
+            except SessionConflictError:
+                # Another writer took it: the listing says how far the log has grown.
+                position = max(position + 1, await self._tail(folder, after=position))
+        self._tails[session_id] = position + 1
+        self._tails.move_to_end(session_id)
+        while len(self._tails) > _TAILS_KEPT:
+            self._tails.popitem(last=False)
 
-    def events(
+    async def _tail(self, folder: str, after: int = 0) -> int:
+        """The first free position of a log, listing from after position `after`."""
+        last = after
+        start = None if after == 0 else f"{folder}{position_name(after)}"
+        async for info in self.objects.iter_objects(folder, after=start):
+            position = _position_of(info, folder)
+            if position is not None:
+                last = position
+        return last + 1
+
+    async def events(
         self, session_id: SessionId, *, after: str | None = None, limit: int | None = None
     ) -> AsyncIterator[LoggedEvent]:
-        """The session's events in append order (none here: see `EventLogStore`)."""
-        return _no_events()
+        """The session's events in append order, from after position `after` (for
+        tailing: pass the last position you got; no event can appear before it
+        later), at most `limit` of them."""
+        folder = events_folder(session_id)
+        self.name(session_id)
+        start = None if after is None else f"{folder}{after}.json"
+        page: builtins.list[ObjectInfo] = []
+        async for info in self.objects.iter_objects(folder, after=start, limit=limit):
+            page.append(info)
+            if len(page) == 1000:
+                async for logged in self._read_events(page, folder):
+                    yield logged
+                page = []
+        async for logged in self._read_events(page, folder):
+            yield logged
 
-    # -- what a backend provides ---------------------------------------------
+    async def _read_events(
+        self, page: builtins.list[ObjectInfo], folder: str
+    ) -> AsyncIterator[LoggedEvent]:
+        bodies: dict[str, bytes | None] = {}
 
-    @abstractmethod
-    async def _get(self, key: str) -> StoredObject | None:
-        """The object under `key`, or None when there is none."""
+        async def read(info: ObjectInfo) -> None:
+            stored = await self.objects.read(info.name)
+            bodies[info.name] = None if stored is None else stored.body
 
-    @abstractmethod
-    async def _put(
-        self,
-        key: str,
-        body: bytes,
-        *,
-        if_match: str | None,
-        if_absent: bool,
-        writes: tuple[str, ...] = (),
-    ) -> str:
-        """Write `body` under `key`, with its write history, and return its new version.
+        errors = await each(page, read, self.objects.default_concurrency)
+        if errors:
+            raise next(iter(errors.values()))
+        for info in page:
+            body = bodies[info.name]
+            if body is not None:  # erased since the listing
+                event = self._decode_event(body, info.key)
+                yield LoggedEvent(info.name[len(folder) : -len(".json")], event, info.last_modified)
 
-        `if_match`: write only if the stored version is this one. `if_absent`:
-        write only if nothing is stored. A failed condition raises
-        `SessionConflictError`, whether or not an earlier, unanswered attempt of
-        the same request landed: `_save()` tells those apart.
-        """
-
-    @abstractmethod
-    async def _stored_version(self, key: str) -> StoredVersion | None:
-        """The version and write history stored under `key`, or None when there is none."""
-
-    @abstractmethod
-    async def _list_keys(self) -> builtins.list[str]:
-        """Every key directly under the prefix (not in sub-folders), in key order."""
-
-    @abstractmethod
-    async def _delete(self, key: str) -> None:
-        """Delete the object under `key`, if any."""
-
-    # -- shared machinery ---------------------------------------------------
-
-    def _default_concurrency(self) -> int:
-        return DEFAULT_CONCURRENCY
-
-    async def _each(
-        self,
-        items: builtins.list[T],
-        fn: Callable[[T], Awaitable[None]],
-        concurrency: int | None,
-    ) -> dict[T, SessionStoreError]:
-        """Run `fn` on every item with at most `concurrency` in flight; collect store errors.
-
-        A fixed set of workers pulls from one iterator, rather than a task per item
-        waiting on a semaphore: 10,000 ids cost 64 tasks, not 10,000. Anything that
-        is not a `SessionStoreError` (a bug, a cancellation) stops the whole batch.
-        """
-        limit = self._default_concurrency() if concurrency is None else concurrency
-        if limit < 1:
-            raise ConfigurationError(f"concurrency must be at least 1, not {limit}")
-        errors: dict[T, SessionStoreError] = {}
-        pending = iter(items)
-
-        async def work() -> None:
-            for item in pending:
-                try:
-                    await fn(item)
-                except SessionStoreError as exc:
-                    errors[item] = exc
-
-        workers = [asyncio.ensure_future(work()) for _ in range(min(limit, len(items)))]
+    def _encode_event(self, event: RuntimeEvent, key: str) -> bytes:
         try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
-        return errors
+            return event_json(event)
+        except PydanticSerializationError as exc:
+            raise InvalidSessionError(
+                f"the event cannot be stored as agent-base reads it ({exc}). Nothing was "
+                "written: fix the event",
+                path="event",
+                bucket=self.objects.bucket_name,
+                key=key,
+            ) from None
 
-    def _bulk_error(
-        self,
-        operation: str,
-        ids: builtins.list[SessionId],
-        errors: dict[SessionId, SessionStoreError],
-        loaded: dict[SessionId, S | None] | None = None,
-    ) -> BulkOperationError:
-        return BulkOperationError(
-            operation,
-            errors={session_id: errors[session_id] for session_id in ids if session_id in errors},
-            done=[session_id for session_id in ids if session_id not in errors],
-            loaded=dict(loaded) if loaded is not None else None,
-            bucket=self._bucket_name(),
-        )
+    def _decode_event(self, body: bytes, key: str) -> RuntimeEvent:
+        try:
+            return parse_event(body)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+            raise self._corrupt(f"is not a valid event ({first['msg']})", body, key) from None
 
-    def _key(self, session_id: SessionId) -> str:
-        return session_key(self.prefix, session_id)
+    # -- sessions as bytes ----------------------------------------------------
 
-    def _id_of(self, session: S) -> SessionId:
-        session_id = getattr(session, "id", None)
-        if session_id is None:
-            raise InvalidSessionIdError("the session's id is None: set session.id before saving")
-        return cast(SessionId, session_id)
+    def name(self, session_id: SessionId) -> str:
+        """The name of a session's object under the prefix (`42.json`); raises
+        `InvalidSessionIdError` when the id cannot name one."""
+        return session_name(self.prefix, session_id)
 
-    def _encode(self, session: S, key: str) -> bytes:
+    def encode(self, session: S) -> bytes:
         """The session's JSON; `InvalidSessionError` for a value agent-base could not
         read back (changed in place after validation), before any request."""
         try:
@@ -481,71 +518,14 @@ class SessionStore(ABC, Generic[S]):
                 f"the session cannot be stored as agent-base reads it: {path or 'it'}: "
                 f"{problem}. Nothing was written: fix that field and save again",
                 path=path,
-                bucket=self._bucket_name(),
-                key=key,
+                bucket=self.objects.bucket_name,
+                key=self.objects.key(self.name(self._id_of(session))),
             ) from None
 
-    async def _save(
-        self, session: S, key: str, base: StoredVersion | None, token: str | None = None
-    ) -> None:
-        """Write `session` over `base` (the version it was built on; None: nothing).
-
-        In optimistic mode the write is conditional on `base`. When the condition
-        fails, the stored write history decides whether this very write landed
-        before its answer was lost (then it succeeded) or not (a conflict).
-        """
-        optimistic = self.concurrency == "optimistic"
-        _carried(session)  # so that it is not encoded
-        if optimistic and base is not None and base.version == _SUPERSEDED:
-            raise conflict(bucket=self._bucket_name(), key=key)
-        body = self._encode(session, key)
-        if len(body) > self.max_session_bytes:
-            raise self._too_large(f"session is {len(body):,} bytes as JSON", key)
-        token = token or new_token()
-        written = extend(token, base.writes if base is not None else ())
-        try:
-            version = await self._put(
-                key,
-                body,
-                if_match=base.version if optimistic and base is not None else None,
-                if_absent=optimistic and base is None,
-                writes=written,
-            )
-        except SessionConflictError:
-            version = await self._lost_answer_outcome(key, token, base)
-        self._remember(session, key, version, written)
-
-    async def _lost_answer_outcome(self, key: str, token: str, base: StoredVersion | None) -> str:
-        """After a failed condition: the version to remember if the write landed after
-        all (an earlier attempt whose answer was lost), else the error to raise."""
-        stored = await self._stored_version(key)
-        base_writes = base.writes if base is not None else ()
-        found = outcome(token, base_writes, None if stored is None else stored.writes)
-        if found is Outcome.CURRENT and stored is not None:
-            return stored.version
-        if found is Outcome.SUPERSEDED:
-            return _SUPERSEDED
-        if found is Outcome.NOT_LANDED:
-            raise conflict(bucket=self._bucket_name(), key=key)
-        raise WriteOutcomeUnknownError(
-            "the save's answer was lost, and so many writes were built on the stored "
-            "session since that its write history no longer tells whether this one "
-            "landed. Load the session and check for the change before making it again",
-            bucket=self._bucket_name(),
-            key=key,
-        )
-
-    def _seen(self, session: S, key: str) -> StoredVersion | None:
-        """The version `session` (or the object it was copied from) was loaded or saved as."""
-        seen = _carried(session)
-        if seen is not None and seen.location == (self._bucket_name(), key):
-            return StoredVersion(seen.version, seen.writes)
-        return None
-
-    def _remember(self, session: S, key: str, version: str, writes: tuple[str, ...]) -> None:
-        session.__dict__[_SEEN] = _Seen((self._bucket_name(), key), version, writes)
-
-    def _decode(self, body: bytes, key: str, session_id: SessionId) -> S:
+    def decode(self, body: bytes, session_id: SessionId) -> S:
+        """A stored session's bytes as a session; `CorruptSessionError` when they are not
+        a valid session of this id."""
+        key = self.objects.key(self.name(session_id))
         try:
             session = self._adapter.validate_json(body)
         except ValidationError as exc:
@@ -564,128 +544,81 @@ class SessionStore(ABC, Generic[S]):
             )
         return session
 
-    def _too_large(self, what: str, key: str) -> SessionTooLargeError:
-        return SessionTooLargeError(
-            f"the {what}, over this store's max_session_bytes of {self.max_session_bytes:,}: "
-            "trim the session (old messages, inline images) or raise max_session_bytes",
-            bucket=self._bucket_name(),
-            key=key,
-        )
-
     def _corrupt(self, problem: str, body: bytes, key: str) -> CorruptSessionError:
         return CorruptSessionError(
             f"the stored object is not a valid session, it {problem}. It was left in "
             "place: inspect `.raw`, then fix or delete it",
             raw=body,
-            bucket=self._bucket_name(),
+            bucket=self.objects.bucket_name,
             key=key,
         )
 
-    def _bucket_name(self) -> str | None:
+    # -- shared machinery ---------------------------------------------------
+
+    def _concurrency(self, concurrency: int | None) -> int:
+        return self.objects.default_concurrency if concurrency is None else concurrency
+
+    async def _each(
+        self,
+        items: builtins.list[T],
+        fn: Callable[[T], Awaitable[None]],
+        concurrency: int | None,
+    ) -> dict[T, SessionStoreError]:
+        return await each(items, fn, self._concurrency(concurrency))
+
+    def _bulk_error(
+        self,
+        operation: str,
+        ids: builtins.list[SessionId],
+        errors: dict[SessionId, SessionStoreError],
+        loaded: dict[SessionId, S | None] | None = None,
+    ) -> BulkOperationError:
+        return BulkOperationError(
+            operation,
+            errors={session_id: errors[session_id] for session_id in ids if session_id in errors},
+            done=[session_id for session_id in ids if session_id not in errors],
+            loaded=dict(loaded) if loaded is not None else None,
+            bucket=self.objects.bucket_name,
+        )
+
+    def _id_of(self, session: S) -> SessionId:
+        session_id = getattr(session, "id", None)
+        if session_id is None:
+            raise InvalidSessionIdError("the session's id is None: set session.id before saving")
+        return cast(SessionId, session_id)
+
+    def _seen(self, session: S, name: str) -> _Seen | None:
+        """The version `session` (or the object it was copied from) was loaded or saved as."""
+        seen = _carried(session)
+        if seen is not None and seen.location == (self.objects.bucket_name, name):
+            return seen
         return None
 
+    def _remember(self, session: S, name: str, version: StoredVersion | None) -> None:
+        """Carry the version `session` was loaded or saved as (None: as if new)."""
+        if version is None:
+            session.__dict__.pop(_SEEN, None)
+            return
+        location = (self.objects.bucket_name, name)
+        session.__dict__[_SEEN] = _Seen(location, version.version, version.writes)
 
-async def _no_events() -> AsyncIterator[LoggedEvent]:
-    return
-    yield  # an async generator that yields nothing
-
-
-class EventLogStore(SessionStore[S]):
-    """A store that keeps each event as an immutable object of its own under the
-    session, `<prefix><id>/events/<position>.json`, created only if absent.
-
-    A position is `<microseconds since the epoch>-<writer>-<sequence>`, fixed-width:
-    object-key order is append order. Every reader sees one order, the same for all;
-    each writer's (each store's) own events keep the order it appended them in, its
-    clock never going back. Across writers the order is that of their clocks, so
-    events of two machines whose clocks disagree interleave by those clocks.
-    """
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._writer = secrets.token_hex(8)
-        self._sequence = 0
-        self._last_micros = 0
-
-    async def append_event(self, session_id: SessionId, event: RuntimeEvent) -> None:
-        """Store the event under a position of its own; a retried request never makes two."""
-        key = event_key(self.prefix, session_id, self._next_position())
-        body = self._encode_event(event, key)
-        # The position is this append's alone: a conflict is an earlier attempt of it
-        # that landed before its answer was lost.
-        with contextlib.suppress(SessionConflictError):
-            await self._put(key, body, if_match=None, if_absent=True, writes=())
-
-    async def events(
-        self, session_id: SessionId, *, after: str | None = None, limit: int | None = None
-    ) -> AsyncIterator[LoggedEvent]:
-        """The session's events in append order, from after position `after` (for
-        tailing: pass the last position you got), at most `limit` of them."""
-        folder = events_prefix(self.prefix, session_id)
-        start = None if after is None else f"{folder}{after}.json"
-        left = limit
-        while left is None or left > 0:
-            keys = await self._keys_after(folder, start, 1000 if left is None else min(left, 1000))
-            if not keys:
-                return
-            for key, body in zip(keys, await self._bodies(keys), strict=True):
-                if body is not None:  # erased since the listing
-                    position = key[len(folder) : -len(".json")]
-                    yield LoggedEvent(position, self._decode_event(body, key))
-            start = keys[-1]
-            if left is not None:
-                left -= len(keys)
-
-    def _next_position(self) -> str:
-        # Never back in time for this writer, and a sequence for events in one tick.
-        self._last_micros = max(self._last_micros, time.time_ns() // 1000)
-        self._sequence += 1
-        return f"{self._last_micros:017d}-{self._writer}-{self._sequence:012d}"
-
-    async def _bodies(self, keys: builtins.list[str]) -> builtins.list[bytes | None]:
-        bodies: dict[str, bytes | None] = {}
-
-        async def read(key: str) -> None:
-            stored = await self._get(key)
-            bodies[key] = None if stored is None else stored.body
-
-        errors = await self._each(keys, read, None)
-        if errors:
-            raise next(iter(errors.values()))
-        return [bodies[key] for key in keys]
-
-    def _encode_event(self, event: RuntimeEvent, key: str) -> bytes:
-        try:
-            return event_json(event)
-        except PydanticSerializationError as exc:
-            raise InvalidSessionError(
-                f"the event cannot be stored as agent-base reads it ({exc}). Nothing was "
-                "written: fix the event",
-                path="event",
-                bucket=self._bucket_name(),
-                key=key,
-            ) from None
-
-    def _decode_event(self, body: bytes, key: str) -> RuntimeEvent:
-        try:
-            return parse_event(body)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
-            raise self._corrupt(f"is not a valid event ({first['msg']})", body, key) from None
-
-    @abstractmethod
-    async def _keys_after(
-        self, folder: str, start_after: str | None, limit: int
-    ) -> builtins.list[str]:
-        """Up to `limit` keys under `folder`, in key order, after `start_after`."""
+    def _forget_tail(self, session_id: SessionId) -> None:
+        """Forget where the session's event log ended (it was erased)."""
+        self._tails.pop(session_id, None)
 
 
-class InMemorySessionStore(EventLogStore[S]):
+def _position_of(info: ObjectInfo, folder: str) -> int | None:
+    """The position an event object's name holds, or None for a name that holds none."""
+    digits = info.name[len(folder) : -len(".json")]
+    return int(digits) if digits.isdigit() and digits.isascii() else None
+
+
+class InMemorySessionStore(SessionStore[S]):
     """A store in this process's memory, with the same semantics as `S3SessionStore`.
 
-    It keeps serialized bytes, so changing an object after saving or loading it
-    never changes what is stored, and versions behave as S3's ETags do (the MD5
-    of the bytes): the unit tests of an agent meet the same conflicts as
+    It keeps serialized bytes (`InMemoryObjects`), so changing an object after
+    saving or loading it never changes what is stored, and versions behave as
+    S3's ETags do: the unit tests of an agent meet the same conflicts as
     production. `peer()` gives a second store over the same objects.
     """
 
@@ -697,13 +630,8 @@ class InMemorySessionStore(EventLogStore[S]):
         concurrency: Concurrency = "optimistic",
         max_session_bytes: int = DEFAULT_MAX_SESSION_BYTES,
     ) -> None:
-        super().__init__(
-            prefix=prefix,
-            model=model,
-            concurrency=concurrency,
-            max_session_bytes=max_session_bytes,
-        )
-        self._objects: dict[str, StoredObject] = {}
+        self._memory = InMemoryObjects(prefix=prefix, max_object_bytes=max_session_bytes)
+        super().__init__(self._memory, model=model, concurrency=concurrency)
 
     def peer(self) -> InMemorySessionStore[S]:
         """Another store over the same objects, as a second process sees one bucket.
@@ -711,59 +639,6 @@ class InMemorySessionStore(EventLogStore[S]):
         The peer shares what is stored but not the versions this store has seen,
         so two peers stand for two concurrent Lambda invocations in a unit test.
         """
-        peer = InMemorySessionStore(
-            prefix=self.prefix,
-            model=self.model,
-            concurrency=self.concurrency,
-            max_session_bytes=self.max_session_bytes,
-        )
-        peer._objects = self._objects
+        peer = InMemorySessionStore(model=self.model, concurrency=self.concurrency)
+        peer._memory = peer.objects = self._memory.peer()
         return peer
-
-    async def _get(self, key: str) -> StoredObject | None:
-        return self._objects.get(key)
-
-    async def _put(
-        self,
-        key: str,
-        body: bytes,
-        *,
-        if_match: str | None,
-        if_absent: bool,
-        writes: tuple[str, ...] = (),
-    ) -> str:
-        current = self._objects.get(key)
-        if (if_absent and current is not None) or (
-            if_match is not None and (current is None or current.version != if_match)
-        ):
-            raise conflict(bucket=None, key=key)
-        # As S3's ETag for a plain PUT: the MD5 of the body, so the same bytes
-        # keep their version and both stores see the same conflicts.
-        version = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
-        self._objects[key] = StoredObject(body, version, writes)
-        return version
-
-    async def _stored_version(self, key: str) -> StoredVersion | None:
-        current = self._objects.get(key)
-        return None if current is None else StoredVersion(current.version, current.writes)
-
-    async def _list_keys(self) -> builtins.list[str]:
-        # As S3 lists with a delimiter: keys in sub-folders (events) are not sessions.
-        return sorted(
-            key
-            for key in self._objects
-            if key.startswith(self.prefix) and "/" not in key[len(self.prefix) :]
-        )
-
-    async def _keys_after(
-        self, folder: str, start_after: str | None, limit: int
-    ) -> builtins.list[str]:
-        keys = sorted(
-            key
-            for key in self._objects
-            if key.startswith(folder) and (start_after is None or key > start_after)
-        )
-        return keys[:limit]
-
-    async def _delete(self, key: str) -> None:
-        self._objects.pop(key, None)

@@ -52,7 +52,7 @@ class FaultProxy:
         upstream: str,
         rates: Mapping[Fault, float],
         *,
-        latency: float = 0.05,
+        latency: float | tuple[float, float] = 0.05,
         stall: float = 1.0,
         seed: int = 0,
         script: Iterable[Fault | None] = (),
@@ -140,7 +140,11 @@ class FaultProxy:
         if fault is not None:
             self.injected[fault] += 1
         if fault is Fault.LATENCY:
-            await asyncio.sleep(self.latency)
+            # A range is drawn per request: requests sent in one order land in another.
+            latency = self.latency
+            await asyncio.sleep(
+                self._random.uniform(*latency) if isinstance(latency, tuple) else latency
+            )
         if fault is Fault.RESET_BEFORE:
             return False
         if fault in _ERRORS:

@@ -10,7 +10,7 @@ from s3store import (
     AgentSession,
     BulkOperationError,
     CorruptSessionError,
-    InMemorySessionStore,
+    InMemoryObjects,
     S3SessionStore,
     SessionConflictError,
     SessionId,
@@ -90,7 +90,7 @@ async def test_delete_many_uses_batches_of_1000(s3_store: S3SessionStore, s3: ob
     def count(params: dict[str, object], **_: object) -> None:
         calls.append(len(params["Delete"]["Objects"]))  # type: ignore[index]
 
-    client = await s3_store._client()
+    client = await s3_store.s3.client()
     client.meta.events.register("provide-client-params.s3.DeleteObjects", count)
     try:
         await s3_store.save_many(sessions(1001), concurrency=32)
@@ -107,7 +107,7 @@ async def test_delete_many_reports_keys_s3_refused(s3_store: S3SessionStore) -> 
     def refuse(parsed: dict[str, object], **_: object) -> None:
         parsed["Errors"] = [{"Key": "sessions/1.json", "Code": "InternalError", "Message": "x"}]
 
-    client = await s3_store._client()
+    client = await s3_store.s3.client()
     client.meta.events.register("after-call.s3.DeleteObjects", refuse)
     try:
         with pytest.raises(BulkOperationError) as failure:
@@ -120,17 +120,17 @@ async def test_delete_many_reports_keys_s3_refused(s3_store: S3SessionStore) -> 
 
 
 async def test_concurrency_bounds_requests_in_flight() -> None:
-    class Counting(InMemorySessionStore):
+    class Counting(InMemoryObjects):
         in_flight = peak = 0
 
-        async def _get(self, key: str):  # type: ignore[no-untyped-def]
+        async def _get(self, key: str, version_id: str | None):  # type: ignore[no-untyped-def]
             Counting.in_flight += 1
             Counting.peak = max(Counting.peak, Counting.in_flight)
             await asyncio.sleep(0.001)
             Counting.in_flight -= 1
-            return await super()._get(key)
+            return await super()._get(key, version_id)
 
-    store = Counting()
+    store: SessionStore = SessionStore(Counting())
     await store.load_many([SessionId(n) for n in range(50)], concurrency=5)
     assert Counting.peak == 5
     with pytest.raises(ValueError, match="at least 1"):
@@ -138,13 +138,13 @@ async def test_concurrency_bounds_requests_in_flight() -> None:
 
 
 async def test_an_unexpected_error_stops_the_batch() -> None:
-    class Broken(InMemorySessionStore):
-        async def _get(self, key: str):  # type: ignore[no-untyped-def]
+    class Broken(InMemoryObjects):
+        async def _get(self, key: str, version_id: str | None):  # type: ignore[no-untyped-def]
             raise RuntimeError("bug")
 
     with pytest.raises(RuntimeError, match="bug"):
-        await Broken().load_many([SessionId(n) for n in range(10)])
+        await SessionStore(Broken()).load_many([SessionId(n) for n in range(10)])
 
 
 def test_the_store_pool_is_sized_for_bulk_concurrency(s3_store: S3SessionStore) -> None:
-    assert s3_store._default_concurrency() == 64
+    assert s3_store.objects.default_concurrency == 64

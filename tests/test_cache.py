@@ -10,7 +10,7 @@ import pytest
 
 from s3store import AgentSession, S3SessionStore, SessionId, UserMessage
 from s3store._cache import BodyCache
-from s3store.store import StoredObject
+from s3store.objects import StoredObject
 from tests.conftest import REGION
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ async def get_requests(store: S3SessionStore) -> AsyncIterator[list[dict[str, An
     def after(response: Any, **_: Any) -> None:
         seen[-1]["status"] = response[0].status_code  # (http response, parsed)
 
-    events = (await store._client()).meta.events
+    events = (await store.s3.client()).meta.events
     events.register("before-send.s3.GetObject", before)
     events.register("needs-retry.s3.GetObject", after)
     try:
@@ -95,16 +95,16 @@ async def test_a_session_deleted_elsewhere_is_gone(
     await cached_store.load(SessionId(4))
     await s3.delete_object(Bucket=bucket, Key="sessions/4.json")
     assert await cached_store.load(SessionId(4)) is None
-    assert cached_store._cache is not None
-    assert len(cached_store._cache) == 0
+    assert cached_store.s3._cache is not None
+    assert len(cached_store.s3._cache) == 0
 
 
 async def test_deletes_evict(cached_store: S3SessionStore) -> None:
     await cached_store.save_many([session(n) for n in range(5)])
     await cached_store.delete(SessionId(0))
     await cached_store.delete_many([SessionId(1), SessionId(2)])
-    assert cached_store._cache is not None
-    assert len(cached_store._cache) == 2
+    assert cached_store.s3._cache is not None
+    assert len(cached_store.s3._cache) == 2
     assert await cached_store.load(SessionId(1)) is None
 
 

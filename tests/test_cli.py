@@ -167,7 +167,7 @@ async def test_on_a_terminal_tables_show_ids_as_text_not_markup(
     assert "1 session(s)" in listed.stdout
     assert "┃ id" in listed.stdout
     assert name in listed.stdout
-    assert f"more sessions follow: s3store ls --after '{name}'" in listed.stderr
+    assert f"more sessions may follow: s3store ls --after '{name}'" in listed.stderr
     assert name in shown.stdout
     assert re.search(r"messages +5: 2 assistant, 1 system, 1 tool, 1 user", shown.stdout)
     assert name in stats.stdout
@@ -181,7 +181,8 @@ async def test_show_summarizes_messages_tool_calls_and_version(
 ) -> None:
     session_id = SessionId(7, "user-7")
     await s3_store.save(conversation(session_id, turns=2))
-    head = await s3.head_object(Bucket=versioned, Key=s3_store._key(session_id))
+    key = s3_store.objects.key(s3_store.name(session_id))
+    head = await s3.head_object(Bucket=versioned, Key=key)
 
     result = await invoke("show", "7(user-7)", env=env)
 
@@ -207,7 +208,7 @@ async def test_show_json_prints_the_stored_object_byte_for_byte(
     result = await invoke("show", "--json", key_name(seeded[2]), env=env)
 
     assert result.exit_code == 0
-    assert result.stdout_bytes == raw[S3SessionStore(bucket)._key(seeded[2])] + b"\n"
+    assert result.stdout_bytes == raw[session_key("sessions/", seeded[2])]  # no newline added
     assert SessionId(**json.loads(result.stdout)["id"]) == seeded[2]
 
 
@@ -222,7 +223,7 @@ async def test_show_of_a_corrupt_object_exits_3_and_json_still_shows_it(
     assert summarized.exit_code == 3
     assert "s3store show --json 6" in one_line_error(summarized)
     assert raw.exit_code == 0
-    assert raw.stdout == '{"id": {"id": 7}}\n'
+    assert raw.stdout == '{"id": {"id": 7}}'
 
 
 async def test_show_of_a_missing_session_exits_1(env: dict[str, str | None], bucket: str) -> None:
@@ -240,7 +241,7 @@ async def test_rm_leaves_versions_that_purge_erases(
     env: dict[str, str | None], versioned: str, s3_store: S3SessionStore, s3: S3Client
 ) -> None:
     session_id = SessionId(5, "erase-me")
-    key = s3_store._key(session_id)
+    key = s3_store.objects.key(s3_store.name(session_id))
     for turns in (1, 2, 3):
         await s3_store.update(session_id, lambda _, t=turns: conversation(session_id, t))
 

@@ -13,7 +13,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from s3store import (
     AgentSession,
-    InMemorySessionStore,
     LoggedEvent,
     RuntimeEvent,
     S3SessionStore,
@@ -207,13 +206,56 @@ async def test_every_kind_of_event_is_stored_as_agent_base_wrote_it(
     assert any(isinstance(event.event, ToolCallFinished) for event in logged)
 
 
-async def test_a_writer_keeps_its_order_when_its_clock_steps_back(
-    monkeypatch: pytest.MonkeyPatch,
+async def test_positions_are_consecutive_and_a_new_writer_continues_the_log(
+    store: SessionStore,
 ) -> None:
-    store = InMemorySessionStore()
-    clock = iter([5_000_000_000, 5_000_000_000, 4_000_000_000, 6_000_000_000])
-    monkeypatch.setattr("s3store.store.time.time_ns", lambda: next(clock))
-    for number in range(4):
+    for number in range(3):
         await store.append_event(SID, TextDelta(session_id=SID, text=str(number)))
+    # A store that has not appended yet (a new process) finds where the log ends.
+    other = SessionStore(store.objects)
+    await other.append_event(SID, TextDelta(session_id=SID, text="3"))
     logged = await collect(store)
     assert [event.event.text for event in logged] == ["0", "1", "2", "3"]  # type: ignore[union-attr]
+    assert [int(event.position) for event in logged] == [1, 2, 3, 4]
+
+
+async def test_a_follower_sees_every_event_once_however_puts_land(
+    moto_url: str, bucket: str
+) -> None:
+    # 4 writers append 40 events each; every event PUT is held back 0-250 ms, so
+    # PUTs land in another order than they were sent. A follower polls every 10 ms
+    # from the last position it got: no event may appear before that position later.
+    proxy = FaultProxy(moto_url, {Fault.LATENCY: 1.0}, latency=(0, 0.25), methods={"PUT"})
+    async with proxy as url:
+        writers = [S3SessionStore(bucket, endpoint_url=url, region_name=REGION) for _ in range(4)]
+        follower = S3SessionStore(bucket, endpoint_url=moto_url, region_name=REGION)
+        seen: list[str] = []
+        done = asyncio.Event()
+
+        async def append_all(writer: int) -> None:
+            for number in range(40):
+                event = TextDelta(session_id=SID, text=f"{writer}:{number}")
+                await writers[writer].append_event(SID, event)
+
+        async def follow() -> None:
+            after = None
+            while True:
+                finished = done.is_set()
+                async for logged in follower.events(SID, after=after):
+                    seen.append(logged.event.text)  # type: ignore[union-attr]
+                    after = logged.position
+                if finished:
+                    return
+                await asyncio.sleep(0.01)
+
+        try:
+            following = asyncio.ensure_future(follow())
+            await asyncio.gather(*(append_all(writer) for writer in range(4)))
+            done.set()
+            await following
+        finally:
+            for store in (*writers, follower):
+                await store.close()
+    assert proxy.injected[Fault.LATENCY] >= 160
+    assert len(seen) == 160
+    assert Counter(seen) == Counter(f"{w}:{n}" for w in range(4) for n in range(40))

@@ -23,7 +23,6 @@ from s3store import (
     UserMessage,
     WriteOutcomeUnknownError,
 )
-from s3store.keys import session_key
 from s3store.writes import HISTORY_LENGTH, METADATA_KEY
 from tests.conftest import REGION
 from tests.faultproxy import Fault, FaultProxy
@@ -313,7 +312,7 @@ async def test_a_session_id_with_an_unknown_field_loads_and_updates(
     # A newer agent-base wrote a field into the id that this version does not know.
     store = await new_store()
     body = json.dumps({"id": {"id": 1, "external_id": "user", "tenant": "acme"}}).encode()
-    await store._put(session_key(store.prefix, SID), body, if_match=None, if_absent=True, writes=())
+    await store.objects.write(store.name(SID), body, base=None)
     (listed,) = await store.list()
     assert listed == SID
     assert hash(listed) == hash(SID)
@@ -322,7 +321,7 @@ async def test_a_session_id_with_an_unknown_field_loads_and_updates(
     assert loaded.id == SID
     updated = await store.update(SID, count_up)
     assert updated.total_tool_calls == 1
-    stored = await store._get(session_key(store.prefix, SID))
+    stored = await store.objects.read(store.name(SID))
     assert stored is not None
     assert json.loads(stored.body)["id"] == {"id": 1, "external_id": "user", "tenant": "acme"}
 

@@ -206,7 +206,7 @@ def test_from_env_reads_bucket_and_prefix() -> None:
     with pytest.raises(ConfigurationError, match="S3STORE_BUCKET"):
         S3SessionStore.from_env({})
     in_lambda = S3SessionStore.from_env({"S3STORE_BUCKET": "bucket-1", "AWS_REGION": "eu-west-3"})
-    assert in_lambda._client_options["region_name"] == "eu-west-3"
+    assert in_lambda.s3._client_options["region_name"] == "eu-west-3"
 
 
 async def test_stat_and_list_info_describe_objects(

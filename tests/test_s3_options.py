@@ -153,7 +153,7 @@ async def test_sse_kms_is_sent_on_every_put(moto_url: str, bucket: str, s3: S3Cl
 
 def test_from_env_reads_the_kms_key() -> None:
     store = S3SessionStore.from_env({"S3STORE_BUCKET": "bucket-1", "S3STORE_KMS_KEY_ID": "k-1"})
-    assert store._encryption["SSEKMSKeyId"] == "k-1"
+    assert store.s3._encryption["SSEKMSKeyId"] == "k-1"
 
 
 async def test_expected_bucket_owner_is_sent_on_every_request(moto_url: str, bucket: str) -> None:

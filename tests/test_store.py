@@ -12,7 +12,6 @@ from pydantic import BaseModel
 from s3store import (
     AgentSession,
     AssistantMessage,
-    InMemorySessionStore,
     InvalidSessionIdError,
     SessionId,
     SessionStore,
@@ -138,14 +137,8 @@ class Note(BaseModel):
 
 
 async def test_any_model_with_a_session_id_works(store: SessionStore) -> None:
-    if isinstance(store, InMemorySessionStore):
-        notes: SessionStore[Note] = InMemorySessionStore(model=Note)
-    else:
-        notes = type(store)(
-            store.bucket,
-            endpoint_url=store._client_options["endpoint_url"],  # type: ignore[attr-defined]
-            model=Note,
-        )
+    # Any store's objects serve a store of another model.
+    notes: SessionStore[Note] = SessionStore(store.objects, model=Note)
     async with _opened(notes):
         await notes.save(Note(id=SessionId(1), text="hello"))
         assert await notes.load(SessionId(1)) == Note(id=SessionId(1), text="hello")

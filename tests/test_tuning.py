@@ -20,7 +20,7 @@ async def test_puts_skip_expect_but_keep_their_checksum(s3_store: S3SessionStore
     def record(request: Any, **_: Any) -> None:
         sent.append(dict(request.headers))
 
-    events = (await s3_store._client()).meta.events
+    events = (await s3_store.s3.client()).meta.events
     events.register("before-send.s3.PutObject", record)
     try:
         await s3_store.save(AgentSession(id=SessionId(1, "a/b")))
@@ -91,8 +91,8 @@ async def test_only_the_stores_client_gets_the_fast_parser(s3_store: S3SessionSt
     assert info.last_modified.tzinfo is not None
     (listed,) = [item for item in await s3_store.list_info() if item.session_id == SessionId(7)]
     assert abs((listed.last_modified - info.last_modified).total_seconds()) < 1
-    client: Any = await s3_store._client()
-    async with s3_store._session.client("s3", **s3_store._client_options) as other:
+    client: Any = await s3_store.s3.client()
+    async with s3_store.s3._session.client("s3", **s3_store.s3._client_options) as other:
         factory: Any = other._endpoint._response_parser_factory  # type: ignore[attr-defined]
         assert "timestamp_parser" not in factory._defaults
         assert client._endpoint._response_parser_factory is not factory
@@ -111,7 +111,7 @@ async def test_the_user_agent_is_built_once_per_set_of_features_and_stays_right(
         return record
 
     store = S3SessionStore(bucket, endpoint_url=moto_url, region_name="us-east-1")
-    options = store._client_options  # the same settings, on an untuned client
+    options = store.s3._client_options  # the same settings, on an untuned client
     async with aioboto3.Session().client("s3", **options) as reference:
         reference.meta.events.register("before-send.s3", recorder("reference"))
         for number in range(2):
@@ -121,7 +121,7 @@ async def test_the_user_agent_is_built_once_per_set_of_features_and_stays_right(
             )
             await reference.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     async with store:
-        client: Any = await store._client()
+        client: Any = await store.s3.client()
         client.meta.events.register("before-send.s3", recorder("store"))
         builds = 0
         build = client._user_agent_creator._build_sdk_metadata
