@@ -222,6 +222,37 @@ locals {
     ]
   }
 
+  # What S3SessionStore.history() and load(version_id=) need: listing a session's
+  # versions and reading them (an old version is a GET with a versionId, which is
+  # s3:GetObjectVersion, not s3:GetObject), and the key to decrypt them. With the
+  # agent policy it is also what restore() needs (that version read, then a HEAD
+  # and a conditional PUT of the current object). No delete of any kind.
+  history_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "ListSessionVersions"
+        Effect    = "Allow"
+        Action    = ["s3:ListBucketVersions"]
+        Resource  = [local.bucket_arn]
+        Condition = { StringLike = { "s3:prefix" = ["${var.prefix}*"] } }
+      },
+      {
+        Sid      = "ReadSessionVersions"
+        Effect   = "Allow"
+        Action   = ["s3:GetObjectVersion"]
+        Resource = [local.sessions_arn]
+      },
+      {
+        Sid       = "DecryptSessionsThroughS3"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [local.kms_key_arn]
+        Condition = local.kms_via_s3
+      },
+    ]
+  }
+
   # What S3SessionStore.purge() needs beyond the agent policy: listing every
   # version of a session and deleting versions and delete markers for good.
   eraser_policy = {
@@ -249,6 +280,16 @@ resource "aws_iam_policy" "agent" {
   path        = var.iam_path
   description = "Agent access to the sessions in s3://${var.bucket_name}/${var.prefix} and nothing else."
   policy      = jsonencode(local.agent_policy)
+  tags        = var.tags
+}
+
+resource "aws_iam_policy" "history" {
+  count = var.create_history_policy ? 1 : 0
+
+  name        = "${local.iam_name_prefix}-history"
+  path        = var.iam_path
+  description = "Read-only access to every version of the sessions in s3://${var.bucket_name}/${var.prefix} (history, load of a version; restore with the agent policy)."
+  policy      = jsonencode(local.history_policy)
   tags        = var.tags
 }
 

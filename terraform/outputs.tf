@@ -33,6 +33,16 @@ output "agent_policy_json" {
   value       = aws_iam_policy.agent.policy
 }
 
+output "history_policy_arn" {
+  description = "ARN of the history policy (null when create_history_policy is false): history() and load(version_id=) alone; restore() together with the agent policy. Attach it to whoever reviews or restores old versions."
+  value       = var.create_history_policy ? aws_iam_policy.history[0].arn : null
+}
+
+output "history_policy_json" {
+  description = "The history policy's document (null when create_history_policy is false)."
+  value       = var.create_history_policy ? aws_iam_policy.history[0].policy : null
+}
+
 output "eraser_policy_arn" {
   description = "ARN of the eraser policy (null unless create_eraser_policy)."
   value       = var.create_eraser_policy ? aws_iam_policy.eraser[0].arn : null

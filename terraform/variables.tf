@@ -91,6 +91,12 @@ variable "abort_incomplete_multipart_upload_days" {
   }
 }
 
+variable "create_history_policy" {
+  description = "Also create the history policy: listing and reading every version of a session (S3SessionStore.history() and load(version_id=)), and, with the agent policy, restore(). It deletes nothing; a policy grants nothing until attached."
+  type        = bool
+  default     = true
+}
+
 variable "create_eraser_policy" {
   description = "Also create the eraser policy: what S3SessionStore.purge() needs to erase every version of a session. Give it to an operator role, not to agents."
   type        = bool
@@ -110,7 +116,7 @@ variable "force_destroy" {
 }
 
 variable "iam_name_prefix" {
-  description = "Prefix of the IAM policy names (<prefix>-agent, <prefix>-eraser). Defaults to the bucket name."
+  description = "Prefix of the IAM policy names (<prefix>-agent, <prefix>-history, <prefix>-eraser). Defaults to the bucket name."
   type        = string
   default     = null
 

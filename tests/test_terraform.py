@@ -6,8 +6,10 @@ tests' `testing` keys. The server is thrown away at the end instead of destroyed
 (moto hangs destroying versioned buckets and IAM users).
 
 The agent is an IAM user holding nothing but the module's agent policy, with moto's
-IAM enforcement on. Where moto does not evaluate what the policy relies on, a
-strict xfail asserts the real-AWS behaviour, so that a moto fix shows up as XPASS.
+IAM enforcement on; a restorer holds the agent and history policies, a reviewer the
+history policy alone, an operator the agent and eraser policies. Where moto does not
+evaluate what a policy relies on, a strict xfail asserts the real-AWS behaviour, so
+that a moto fix shows up as XPASS.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import aioboto3
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from s3store import (
     AccessDeniedError,
@@ -116,6 +119,16 @@ class Credentials:
     access_key_id: str
     secret_access_key: str
 
+    def s3(self, url: str) -> Any:
+        """A plain boto3 S3 client with these keys, for requests the store never makes."""
+        return boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name=REGION,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
     def session(self) -> aioboto3.Session:
         return aioboto3.Session(
             aws_access_key_id=self.access_key_id,
@@ -130,6 +143,8 @@ class Stack:
     outputs: dict[str, Any]
     agent: Credentials  # the module's agent policy only
     operator: Credentials  # agent and eraser policies
+    restorer: Credentials  # agent and history policies
+    reviewer: Credentials  # the history policy only
     agent_without_kms: Credentials  # the agent policy less its KMS statement
     root: Path
     env: dict[str, str]
@@ -235,6 +250,7 @@ def root_module(url: str) -> str:
           source               = "%(module)s"
           bucket_name          = "%(bucket)s"
           create_eraser_policy = true
+          # create_history_policy is left to its default (true).
           # moto cannot evaluate aws:SecureTransport and would refuse every request;
           # the policy's content is asserted by tests/module.tftest.hcl and below.
           enforce_tls = false
@@ -288,6 +304,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             operator=iam_user(
                 iam, "operator", outputs["agent_policy_arn"], outputs["eraser_policy_arn"]
             ),
+            restorer=iam_user(
+                iam, "restorer", outputs["agent_policy_arn"], outputs["history_policy_arn"]
+            ),
+            reviewer=iam_user(iam, "reviewer", outputs["history_policy_arn"]),
             agent_without_kms=iam_user(iam, "agent-without-kms", no_kms_arn),
             root=root,
             env=env,
@@ -406,6 +426,90 @@ async def test_the_agent_alone_cannot_erase_versions(stack: Stack) -> None:
         await store.delete(session_id)
         with pytest.raises(AccessDeniedError, match="ListObjectVersions"):
             await store.purge(session_id)
+
+
+async def test_the_agent_alone_cannot_read_history(stack: Stack) -> None:
+    session_id = SessionId(10, "e2e")
+    async with stack.store(stack.agent) as store:
+        await store.save(conversation(10))
+        info = await store.stat(session_id)
+        assert info is not None
+        assert info.version_id
+        with pytest.raises(AccessDeniedError, match="ListObjectVersions"):
+            await store.history(session_id)
+        # A GET with a versionId is s3:GetObjectVersion, which s3:GetObject does not cover.
+        with pytest.raises(AccessDeniedError, match="GetObject"):
+            await store.load(session_id, version_id=info.version_id)
+        assert await store.load(session_id) == conversation(10)  # the plain GET is allowed
+
+
+# -- the history policy ------------------------------------------------------------------
+
+
+async def test_the_history_policy_with_the_agent_policy_restores_but_cannot_erase(
+    stack: Stack,
+) -> None:
+    session_id = SessionId(11, "e2e")
+    async with stack.store(stack.agent) as store:
+        await store.save(conversation(11, "first"))
+        await store.update(session_id, lambda session: conversation(11, "second"))
+    async with stack.store(stack.restorer) as store:
+        newest, oldest = sorted(await store.history(session_id), key=lambda v: not v.is_latest)
+        assert (newest.is_latest, oldest.is_latest) == (True, False)
+        assert await store.load(session_id, version_id=oldest.version_id) == conversation(
+            11, "first"
+        )
+        assert await store.restore(session_id, oldest.version_id) == conversation(11, "first")
+        assert await store.load(session_id) == conversation(11, "first")
+        versions = {v.version_id: v.is_latest for v in await store.history(session_id)}
+        assert len(versions) == 3
+        assert versions[newest.version_id] is False
+        assert versions[oldest.version_id] is False
+
+        # Nothing here erases history. (moto refuses purge()'s DeleteObjects whatever the
+        # grant, see the eraser xfail below: the single version delete is what tells.)
+        with pytest.raises(AccessDeniedError):
+            await store.purge(session_id)
+        with pytest.raises(ClientError) as denied:
+            stack.restorer.s3(stack.url).delete_object(
+                Bucket=BUCKET, Key="sessions/11(e2e).json", VersionId=oldest.version_id
+            )
+        assert denied.value.response["Error"]["Code"] == "AccessDenied"
+        assert {v.version_id: v.is_latest for v in await store.history(session_id)} == versions
+
+    # The same request under the eraser policy goes through: the refusal above was
+    # for want of s3:DeleteObjectVersion, not moto refusing every version delete.
+    stack.operator.s3(stack.url).delete_object(
+        Bucket=BUCKET, Key="sessions/11(e2e).json", VersionId=oldest.version_id
+    )
+    del versions[oldest.version_id]
+    async with stack.store(stack.restorer) as store:
+        assert {v.version_id: v.is_latest for v in await store.history(session_id)} == versions
+
+
+async def test_the_history_policy_alone_reads_versions_and_writes_nothing(stack: Stack) -> None:
+    session_id = SessionId(12, "e2e")
+    async with stack.store(stack.agent) as store:
+        await store.save(conversation(12, "first"))
+        await store.update(session_id, lambda session: conversation(12, "second"))
+    async with stack.store(stack.reviewer) as store:
+        newest, oldest = sorted(await store.history(session_id), key=lambda v: not v.is_latest)
+        assert await store.load(session_id, version_id=oldest.version_id) == conversation(
+            12, "first"
+        )
+        assert await store.load(session_id, version_id=newest.version_id) == conversation(
+            12, "second"
+        )
+        with pytest.raises(AccessDeniedError):
+            await store.restore(session_id, oldest.version_id)
+        with pytest.raises(AccessDeniedError, match="PutObject"):
+            await store.save(conversation(12, "third"))
+        with pytest.raises(AccessDeniedError, match="DeleteObject"):
+            await store.delete(session_id)
+        with pytest.raises(AccessDeniedError):
+            await store.purge(session_id)
+    async with stack.store(stack.agent) as store:
+        assert await store.load(session_id) == conversation(12, "second")
 
 
 # -- configuration from the module's outputs ---------------------------------------------

@@ -201,6 +201,89 @@ run "agent_policy_grants_exactly_the_session_prefix" {
   }
 }
 
+run "history_policy_reads_every_version_and_deletes_nothing" {
+  command = plan
+
+  assert {
+    condition     = length(aws_iam_policy.history) == 1 && output.history_policy_arn == aws_iam_policy.history[0].arn
+    error_message = "the history policy must be created by default (restore() is documented, and needs it)"
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_iam_policy.history[0].policy).Statement : {
+        effect    = s.Effect
+        actions   = s.Action
+        resource  = s.Resource
+        condition = try(s.Condition, null)
+      }
+      ] == [
+      {
+        effect    = "Allow"
+        actions   = ["s3:ListBucketVersions"]
+        resource  = ["arn:aws:s3:::acme-agent-sessions"]
+        condition = { StringLike = { "s3:prefix" = ["sessions/*"] } }
+      },
+      {
+        effect    = "Allow"
+        actions   = ["s3:GetObjectVersion"]
+        resource  = ["arn:aws:s3:::acme-agent-sessions/sessions/*"]
+        condition = null
+      },
+      {
+        effect   = "Allow"
+        actions  = ["kms:Decrypt"]
+        resource = ["arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555"]
+        condition = {
+          StringEquals = { "kms:ViaService" = "s3.eu-west-1.amazonaws.com" }
+          StringLike   = { "kms:EncryptionContext:aws:s3:arn" = ["arn:aws:s3:::acme-agent-sessions", "arn:aws:s3:::acme-agent-sessions/sessions/*"] }
+        }
+      },
+    ]
+    error_message = "the history policy must grant exactly ListBucketVersions (prefix-limited), GetObjectVersion on the prefix, and Decrypt of the key through S3 for this bucket"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in jsondecode(aws_iam_policy.history[0].policy).Statement : [
+        for a in s.Action : !strcontains(lower(a), "delete") && !strcontains(lower(a), "put") && !strcontains(a, "*")
+      ]
+    ]))
+    error_message = "the history policy must not grant any delete or write, nor a wildcard action"
+  }
+
+  assert {
+    condition = alltrue([
+      for s in jsondecode(aws_iam_policy.history[0].policy).Statement :
+      length(setintersection(keys(s), ["NotAction", "NotResource", "NotPrincipal"])) == 0
+    ])
+    error_message = "the history policy must not use NotAction, NotResource or NotPrincipal"
+  }
+
+  assert {
+    condition     = output.history_policy_json == aws_iam_policy.history[0].policy
+    error_message = "history_policy_json must be the created policy's document"
+  }
+
+  assert {
+    condition     = aws_iam_policy.history[0].name == "acme-agent-sessions-history"
+    error_message = "the history policy must be named <iam_name_prefix>-history"
+  }
+}
+
+run "history_policy_can_be_left_out" {
+  command = plan
+
+  variables {
+    create_history_policy = false
+  }
+
+  assert {
+    condition     = length(aws_iam_policy.history) == 0 && output.history_policy_arn == null && output.history_policy_json == null
+    error_message = "create_history_policy = false must leave the history policy out"
+  }
+}
+
 run "lifecycle_rules" {
   command = plan
 
@@ -311,6 +394,14 @@ run "session_expiry_eraser_and_custom_prefix" {
   }
 
   assert {
+    condition = (
+      jsondecode(aws_iam_policy.history[0].policy).Statement[0].Condition.StringLike["s3:prefix"] == ["tenants/acme/*"]
+      && jsondecode(aws_iam_policy.history[0].policy).Statement[1].Resource == ["arn:aws:s3:::acme-agent-sessions/tenants/acme/*"]
+    )
+    error_message = "the history policy must follow the prefix"
+  }
+
+  assert {
     condition     = output.environment.S3STORE_PREFIX == "tenants/acme/"
     error_message = "environment must carry the prefix"
   }
@@ -336,6 +427,11 @@ run "own_kms_key" {
   assert {
     condition     = jsondecode(aws_iam_policy.agent.policy).Statement[2].Resource == [var.kms_key_arn]
     error_message = "the agent's KMS grant must name the key passed in"
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_policy.history[0].policy).Statement[2].Resource == [var.kms_key_arn]
+    error_message = "the history policy's KMS grant must name the key passed in"
   }
 
   assert {
