@@ -414,7 +414,7 @@ def rm_command(connection: Connection, session_id: SessionId, as_json: bool) -> 
 @_ID_ARGUMENT
 @json_option
 def purge_command(connection: Connection, session_id: SessionId, as_json: bool) -> None:
-    """Erase a session for good: every version and delete marker of its object."""
+    """Erase a session for good: every version and delete marker of its object, and its events."""
 
     async def erase() -> tuple[int, int]:
         async with connection.store() as store:

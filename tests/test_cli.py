@@ -801,3 +801,100 @@ async def test_history_and_restore_put_a_session_back(
     assert await s3_store.load(session_id) == conversation(session_id, 1)
     unversioned = await invoke("history", "6", env={**env, "S3STORE_PREFIX": "other/"})
     assert unversioned.exit_code == 1  # nothing stored there
+
+
+async def test_restore_refuses_an_empty_version_and_names_an_unknown_one(
+    env: dict[str, str | None], versioned: str, s3_store: S3SessionStore
+) -> None:
+    await s3_store.save(conversation(SessionId(1), 1))
+    before = await s3_store.history(SessionId(1))
+
+    empty = await invoke("restore", "1", "", env=env)
+    unknown = await invoke("restore", "1", "no-such-version", env=env)
+
+    assert empty.exit_code == 2
+    assert "VERSION is empty" in one_line_error(empty)
+    assert unknown.exit_code == 1
+    assert "no such version 'no-such-version'" in one_line_error(unknown)
+    assert await s3_store.history(SessionId(1)) == before  # nothing written
+
+
+async def test_events_of_objects_that_are_not_positions_print_without_a_traceback(
+    env: dict[str, str | None], s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another tool's copies under the events folder: names that are not positions.
+    event = b'{"runtimeEventType":"textDelta","session_id":{"id":9,"external_id":null},"text":"hi"}'
+    for name in ("00001764850000000000-aaaa-000000000001.json", "copy.json", "archive/old.json"):
+        await s3.put_object(Bucket=bucket, Key=f"sessions/9/events/{name}", Body=event)
+    await s3.put_object(Bucket=bucket, Key="sessions/9/events/broken.json", Body=b"{not json")
+    monkeypatch.setattr(s3store.cli, "interactive", lambda: True)
+
+    shown = await invoke("events", "9", env=env)
+
+    assert shown.exit_code == 3  # the broken object is named, after what could be shown
+    assert "Traceback" not in shown.stderr
+    assert "sessions/9/events/broken.json" in one_line_error(shown)
+    assert shown.stdout.count("textDelta") == 1  # the event before it, in key order
+
+
+def test_events_follow_json_sees_every_event_of_a_slow_writer(moto_url: str, bucket: str) -> None:
+    # The README's follow command, in a process of its own, while two writers append
+    # through a proxy that holds each PUT back 0-250 ms.
+    env = {**os.environ, "S3STORE_BUCKET": bucket, "AWS_ENDPOINT_URL": moto_url}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "s3store", "events", "--follow", "--json", "3"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    async def write() -> None:
+        proxy = FaultProxy(moto_url, {Fault.LATENCY: 1.0}, latency=(0, 0.25), methods={"PUT"})
+        async with proxy as url:
+            writers = [S3SessionStore(bucket, endpoint_url=url) for _ in range(2)]
+
+            async def append(writer: int) -> None:
+                for number in range(20):
+                    event = TextDelta(session_id=SessionId(3), text=f"{writer}:{number}")
+                    await writers[writer].append_event(SessionId(3), event)
+
+            await asyncio.gather(append(0), append(1))
+            for store in writers:
+                await store.close()
+
+    try:
+        asyncio.run(write())
+        seen: list[str] = []
+        assert follower.stdout is not None
+        while len(seen) < 40:  # it polls every second: what is stored arrives
+            line = follower.stdout.readline()
+            assert line, follower.stderr.read() if follower.stderr else "follower ended"
+            seen.append(json.loads(line)["text"])
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(timeout=30)
+    assert sorted(seen) == sorted(f"{w}:{n}" for w in range(2) for n in range(20))
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("ls", "List sessions"),
+        ("show", "Summarize a session"),
+        ("rm", "Delete a session"),
+        ("purge", "its events"),
+        ("stats", "Count the sessions"),
+        ("export", "Write every session"),
+        ("import", "Write each session"),
+        ("events", "events in append order"),
+        ("history", "stored versions"),
+        ("restore", "current version again"),
+        ("local", "embedded S3 server"),
+        ("demo", "scripted tool-using agent"),
+    ],
+)
+async def test_each_command_says_what_it_does(command: str, says: str) -> None:
+    helped = await invoke(command, "--help")
+    assert helped.exit_code == 0
+    assert says in " ".join(helped.stdout.split())

@@ -195,3 +195,12 @@ class _opened:
     async def __aexit__(self, *exc: object) -> None:
         if hasattr(self.store, "close"):
             await self.store.close()
+
+
+async def test_the_in_memory_store_has_the_s3_stores_lifetime() -> None:
+    # The Quickstart switched to InMemorySessionStore runs as it is.
+    async with InMemorySessionStore() as store:
+        await store.save(AgentSession(id=SessionId(1)))
+        assert await store.list() == [SessionId(1)]
+    await store.close()  # closing again, or after the block, is harmless
+    assert await store.load(SessionId(1)) == AgentSession(id=SessionId(1))
