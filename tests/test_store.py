@@ -13,6 +13,7 @@ from s3store import (
     AgentSession,
     AssistantMessage,
     InvalidSessionIdError,
+    InMemorySessionStore,
     SessionId,
     SessionStore,
     ToolCall,
