@@ -12,8 +12,8 @@ from pydantic import BaseModel
 from s3store import (
     AgentSession,
     AssistantMessage,
-    InvalidSessionIdError,
     InMemorySessionStore,
+    InvalidSessionIdError,
     SessionId,
     SessionStore,
     ToolCall,
