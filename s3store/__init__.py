@@ -4,6 +4,8 @@ A Python port of agent-base's `SessionStore`: `save`, `load`, `list` and `delete
 of `AgentSession` snapshots, kept as JSON objects under a bucket prefix.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from s3store.errors import (
     AccessDeniedError,
     BucketNotFoundError,
@@ -19,7 +21,6 @@ from s3store.errors import (
     StorageError,
     WriteOutcomeUnknownError,
 )
-from s3store.events import RuntimeEvent
 from s3store.models import (
     AgentSession,
     AssistantMessage,
@@ -106,3 +107,15 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from s3store.events import RuntimeEvent
+
+
+def __getattr__(name: str) -> Any:
+    # agent-base's event union takes its share of the import: load it on first use.
+    if name == "RuntimeEvent":
+        from s3store.events import RuntimeEvent
+
+        return RuntimeEvent
+    raise AttributeError(f"module 's3store' has no attribute {name!r}")

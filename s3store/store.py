@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Generic, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Generic, Literal, NamedTuple, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -35,7 +35,6 @@ from s3store.errors import (
     SessionConflictError,
     SessionStoreError,
 )
-from s3store.events import RuntimeEvent, event_json, parse_event
 from s3store.keys import event_name, events_folder, parse_key, position_name, session_name
 from s3store.models import AgentSession, SessionId, find_invalid, wire_json
 from s3store.objects import (
@@ -46,6 +45,9 @@ from s3store.objects import (
     StoredVersion,
     each,
 )
+
+if TYPE_CHECKING:
+    from s3store.events import RuntimeEvent
 
 __all__ = [
     "DEFAULT_MAX_SESSION_BYTES",
@@ -482,6 +484,9 @@ class SessionStore(Generic[S]):
                 yield LoggedEvent(info.name[len(folder) : -len(".json")], event, info.last_modified)
 
     def _encode_event(self, event: RuntimeEvent, key: str) -> bytes:
+        # The event models load on first use: most invocations append no event.
+        from s3store.events import event_json
+
         try:
             return event_json(event)
         except PydanticSerializationError as exc:
@@ -494,6 +499,8 @@ class SessionStore(Generic[S]):
             ) from None
 
     def _decode_event(self, body: bytes, key: str) -> RuntimeEvent:
+        from s3store.events import parse_event
+
         try:
             return parse_event(body)
         except ValidationError as exc:
