@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 SERVER = os.environ.get("S3STORE_TEST_SERVER", "moto")
 LOCALSTACK_PYTHON = Path(__file__).parents[1] / ".venv-localstack" / "bin" / "python"
+FRAMEWORK_SUITES = frozenset(
+    ("test_strands.py", "test_adk.py", "test_openai_agents.py", "test_langgraph.py")
+)
+FRAMEWORKS_ONCE = (
+    "the framework adapters run once, on moto: what they store goes through the object "
+    "layer, which this run tests on LocalStack"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,6 +57,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"LocalStack: {marker.args[0]}"))
         elif item.path.name == "test_terraform.py":
             item.add_marker(pytest.mark.skip(reason="the Terraform tests apply the module to moto"))
+        elif item.path.name in FRAMEWORK_SUITES:
+            item.add_marker(pytest.mark.skip(reason=FRAMEWORKS_ONCE))
 
 
 @pytest.fixture(scope="session", autouse=True)
