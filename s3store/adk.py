@@ -55,7 +55,7 @@ from google.adk.sessions.base_session_service import GetSessionConfig, ListSessi
 from pydantic import BaseModel, Field, ValidationError
 from typing_extensions import Self, override
 
-from s3store.errors import InvalidSessionIdError, SessionConflictError
+from s3store.errors import ConfigurationError, InvalidSessionIdError, SessionConflictError
 from s3store.objects import ModelCodec, Objects, StoredVersion
 from s3store.s3 import S3Objects
 
@@ -135,34 +135,35 @@ class S3SessionService(BaseSessionService):
 
     `S3SessionService(bucket, **options)` takes `S3Objects`' keyword options
     (`prefix`, `endpoint_url`, `kms_key_id`, ...); `from_env()` reads the bucket
-    and prefix from the environment; `from_objects(InMemoryObjects())` is the
-    twin for unit tests (`objects.peer()` for a second process).
+    and prefix from the environment. `objects=` stores in the given objects
+    instead: `InMemoryObjects()` is the twin for unit tests, and its `peer()` a
+    second process over the same objects.
     """
 
-    objects: Objects
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        self._attach(S3Objects(bucket, **options))
-
-    @classmethod
-    def from_env(cls, **options: Any) -> Self:
-        """A service on `S3Objects.from_env(**options)`: `S3STORE_BUCKET`, `S3STORE_PREFIX`."""
-        return cls.from_objects(S3Objects.from_env(**options))
-
-    @classmethod
-    def from_objects(cls, objects: Objects) -> Self:
-        """A service on any object layer: `InMemoryObjects()` in unit tests."""
-        service = cls.__new__(cls)
-        service._attach(objects)
-        return service
-
-    def _attach(self, objects: Objects) -> None:
+    def __init__(
+        self, bucket: str | None = None, *, objects: Objects | None = None, **options: Any
+    ) -> None:
+        if objects is None:
+            if bucket is None:
+                raise ConfigurationError("give S3SessionService a bucket, or objects=")
+            objects = S3Objects(bucket, **options)
+        elif bucket is not None or options:
+            raise ConfigurationError(
+                "objects= holds the bucket, prefix and options already: give one or the other"
+            )
         self.objects = objects
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
         # One lock per session appended to in this process, as DatabaseSessionService
         # holds: appends through one Session object then follow each other instead
         # of failing as stale. Weak, so that a lock lasts only while in use.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Self:
+        """A service on `S3Objects.from_env(**options)`: the bucket, prefix and KMS key
+        from `S3STORE_BUCKET`, `S3STORE_PREFIX` and `S3STORE_KMS_KEY_ID`; keyword
+        options win over them."""
+        return cls(objects=S3Objects.from_env(**options))
 
     async def close(self) -> None:
         """Close the objects' client; a later call opens it again."""
@@ -325,7 +326,9 @@ class S3SessionService(BaseSessionService):
             (_app_state_name(session.app_name), deltas["app"]),
             (_user_state_name(session.app_name, session.user_id), deltas["user"]),
         )
-        await asyncio.gather(*(self._scoped_state(state, delta) for state, delta in scoped if delta))
+        await asyncio.gather(
+            *(self._scoped_state(state, delta) for state, delta in scoped if delta)
+        )
 
     async def _current(self, name: str, session: Session) -> _Seen:
         """The stored version `session` was read or written as, with its document;
