@@ -745,7 +745,7 @@ class S3SessionStore(SessionStore[S]):
         snapshot = [item async for item in self.s3.iter_versions(name) if item["Key"] == key]
         events = [item async for item in self.s3.iter_versions(events_folder(session_id))]
         await self.s3.delete_versions(snapshot + events, name)
-        self._forget_tail(session_id)
+        self._forget_log(session_id)
         markers = sum(1 for item in snapshot if item["IsDeleteMarker"])
         return Purged(versions=len(snapshot) - markers, delete_markers=markers, events=len(events))
 

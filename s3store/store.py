@@ -9,6 +9,7 @@ concurrency), listing by id, and the event log.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import inspect
 import logging
@@ -70,8 +71,20 @@ Concurrency = Literal["optimistic", "last-writer-wins"]
 """`optimistic` (the default): a save never overwrites a version it did not see.
 `last-writer-wins`: every save is a plain, unconditional write."""
 
-_TAILS_KEPT = 1024
-"""Sessions whose next event position a store remembers (the least recent go)."""
+_LOGS_KEPT = 1024
+"""Sessions whose event log a store keeps track of (the least recent go)."""
+
+
+class _Log:
+    """A store's own view of one session's event log: where it ends, and the lock that
+    makes this store's appends to it one at a time (only other writers contend)."""
+
+    __slots__ = ("lock", "loop", "next")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = asyncio.Lock()
+        self.next = 0  # the position to try first; 0: unknown, list the log
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,7 @@ class SessionStore(Generic[S]):
         self.concurrency: Concurrency = concurrency
         self._adapter = TypeAdapter(model)
         self._listed_foreign_key = False
-        self._tails: OrderedDict[SessionId, int] = OrderedDict()
+        self._logs: OrderedDict[SessionId, _Log] = OrderedDict()
 
     @property
     def prefix(self) -> str:
@@ -422,19 +435,33 @@ class SessionStore(Generic[S]):
         folder = events_folder(session_id)
         self.name(session_id)  # an invalid id fails here, before any request
         body = self._encode_event(event, self.objects.key(folder))
-        position = self._tails.get(session_id) or await self._tail(folder)
-        while True:
-            try:
-                name = event_name(self.prefix, session_id, position)
-                await self.objects.write(name, body, base=None)
-                break
-            except SessionConflictError:
-                # Another writer took it: the listing says how far the log has grown.
-                position = max(position + 1, await self._tail(folder, after=position))
-        self._tails[session_id] = position + 1
-        self._tails.move_to_end(session_id)
-        while len(self._tails) > _TAILS_KEPT:
-            self._tails.popitem(last=False)
+        log = self._log(session_id)
+        # One append at a time per store and session: this store's own appends never
+        # race each other for a position, and keep the order they were called in.
+        async with log.lock:
+            position = log.next or await self._tail(folder)
+            taken = 0
+            while True:
+                try:
+                    name = event_name(self.prefix, session_id, position)
+                    await self.objects.write(name, body, base=None)
+                    break
+                except SessionConflictError:
+                    # Another writer took it: try the next one, and after a second miss
+                    # in a row, list how far the log has grown.
+                    taken += 1
+                    position = position + 1 if taken == 1 else await self._tail(folder, position)
+            log.next = position + 1
+
+    def _log(self, session_id: SessionId) -> _Log:
+        loop = asyncio.get_running_loop()
+        log = self._logs.get(session_id)
+        if log is None or log.loop is not loop:  # a lock belongs to one event loop
+            log = self._logs[session_id] = _Log(loop)
+        self._logs.move_to_end(session_id)
+        while len(self._logs) > _LOGS_KEPT:
+            self._logs.popitem(last=False)
+        return log
 
     async def _tail(self, folder: str, after: int = 0) -> int:
         """The first free position of a log, listing from after position `after`."""
@@ -609,9 +636,9 @@ class SessionStore(Generic[S]):
         location = (self.objects.bucket_name, name)
         session.__dict__[_SEEN] = _Seen(location, version.version, version.writes)
 
-    def _forget_tail(self, session_id: SessionId) -> None:
+    def _forget_log(self, session_id: SessionId) -> None:
         """Forget where the session's event log ended (it was erased)."""
-        self._tails.pop(session_id, None)
+        self._logs.pop(session_id, None)
 
 
 def _position_of(info: ObjectInfo, folder: str) -> int | None:
