@@ -12,10 +12,12 @@ the root namespace and `ns-<namespace>` for a subgraph's):
 Checkpoint ids are uuid6, ordered by time; each hex digit of the id is inverted in
 the name, so a listing, which S3 returns in name order, returns the newest first,
 each checkpoint followed by its own pending writes. The latest checkpoint of a
-thread is then one small LIST and one GET, and `alist()` reads only the
-checkpoints it returns. A channel value of up to `INLINE_BYTES` is kept in each
-checkpoint that holds it; a larger one is stored once per (channel, version) and
-shared by every checkpoint that references it.
+thread is then one small LIST and one GET (and a GET for each of its large values
+and pending writes, all at once), and `alist()` reads only the checkpoints it
+returns. A channel value of up to `INLINE_BYTES` is kept in each checkpoint that
+holds it; a larger one is stored once per (channel, version) and shared by every
+checkpoint that references it. A checkpoint is stored after its new large values,
+so a reader that finds it finds them.
 
 Every object holds the serializer's bytes as they are (`serde.dumps_typed`), with
 their type tag, in a small msgpack map: no JSON escaping, no base64. Checkpoints,
@@ -36,7 +38,7 @@ import asyncio
 import builtins
 import random
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing, suppress
 from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
@@ -318,7 +320,7 @@ class S3Saver(BaseCheckpointSaver[str]):
         async with aclosing(entries):
             async for entry in entries:
                 if left is not None and left <= 0:
-                    return
+                    return  # a limit of 0 or less
                 if before_id and entry.checkpoint_id >= before_id:
                     continue
                 batch.append(entry)
@@ -327,6 +329,8 @@ class S3Saver(BaseCheckpointSaver[str]):
                 for item in await self._read_batch(objects, batch, filter):
                     yield item
                     left = None if left is None else left - 1
+                if left == 0:
+                    return  # before listing on
                 batch = []
         # Fewer than `left` are left over: all of them can be returned.
         for item in await self._read_batch(objects, batch, filter) if batch else []:
@@ -400,7 +404,7 @@ class S3Saver(BaseCheckpointSaver[str]):
         values = checkpoint["channel_values"]
         inline: dict[str, Typed] = {}
         shared: dict[str, Any] = {}
-        new_blobs = []
+        new_blobs: dict[str, bytes] = {}
         for channel, version in checkpoint["channel_versions"].items():
             if channel not in values:
                 continue  # empty at this checkpoint
@@ -410,8 +414,7 @@ class S3Saver(BaseCheckpointSaver[str]):
                 continue
             shared[channel] = version
             if channel in new_versions:
-                name = _blob_name(thread_id, checkpoint_ns, channel, version)
-                new_blobs.append(_create(objects, name, _pack(typed)))
+                new_blobs[_blob_name(thread_id, checkpoint_ns, channel, version)] = _pack(typed)
         record = {
             "checkpoint": self.serde.dumps_typed(
                 {key: value for key, value in checkpoint.items() if key != "channel_values"}
@@ -422,7 +425,7 @@ class S3Saver(BaseCheckpointSaver[str]):
             "blobs": shared,
         }
         # Blobs before the checkpoint, so that a reader who finds it finds them too.
-        await asyncio.gather(*new_blobs)
+        await asyncio.gather(*(_create(objects, name, body) for name, body in new_blobs.items()))
         name = _checkpoints_folder(thread_id, checkpoint_ns) + checkpoint_id.translate(_INVERT)
         await objects.write(name, _pack(record), base=None, content_type=OCTET_STREAM)
         return _config(thread_id, checkpoint_ns, checkpoint_id)
@@ -438,28 +441,32 @@ class S3Saver(BaseCheckpointSaver[str]):
         thread_id, checkpoint_ns = _thread_and_ns(config)
         checkpoint_id = _stored_id(config["configurable"]["checkpoint_id"])
         folder = _checkpoints_folder(thread_id, checkpoint_ns) + checkpoint_id.translate(_INVERT)
-        puts: builtins.list[Awaitable[object]] = []
+        bodies = {}
         for position, (channel, value) in enumerate(writes):
             index = WRITES_IDX_MAP.get(channel, position)
             name = f"{folder}/{_part(task_id)}.{index}"
-            body = _pack(
-                {
-                    "task": task_id,
-                    "path": task_path,
-                    "index": index,
-                    "channel": channel,
-                    "value": self.serde.dumps_typed(value),
-                }
+            bodies[name] = (
+                index,
+                _pack(
+                    {
+                        "task": task_id,
+                        "path": task_path,
+                        "index": index,
+                        "channel": channel,
+                        "value": self.serde.dumps_typed(value),
+                    }
+                ),
             )
+
+        async def put(name: str, index: int, body: bytes) -> None:
             if index >= 0:
-                puts.append(_create(objects, name, body))  # a retried task's write is kept once
+                await _create(objects, name, body)  # a retried task's write is kept once
             else:
-                puts.append(
-                    objects.write(
-                        name, body, base=None, conditional=False, content_type=OCTET_STREAM
-                    )
+                await objects.write(
+                    name, body, base=None, conditional=False, content_type=OCTET_STREAM
                 )
-        await asyncio.gather(*puts)
+
+        await asyncio.gather(*(put(name, *indexed) for name, indexed in bodies.items()))
 
     async def _delete_thread(self, objects: Objects, thread_id: str) -> None:
         names = await _names(objects, _thread_folder(thread_id))

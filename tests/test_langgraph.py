@@ -422,6 +422,10 @@ async def test_failures_are_typed(saver: S3Saver, bucket: str, s3: S3Client) -> 
 
     saved = await saver.aput(config("e"), checkpoint({"a": 1}), {"step": 0}, {"a": 1})
     (key,) = await keys(s3, bucket)
+    # A value LangGraph's serializer refuses: its own error, before any request.
+    with pytest.raises(TypeError, match="not msgpack serializable"):
+        await saver.aput_writes(saved, [("ok", 1), ("lock", threading.Lock())], "task")
+    assert await keys(s3, bucket) == [key]
     await s3.put_object(Bucket=bucket, Key=key, Body=b"\xc1 not msgpack")
     with pytest.raises(CorruptSessionError) as caught:
         await saver.aget_tuple(saved)
