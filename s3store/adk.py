@@ -19,10 +19,12 @@ state object only when an event carries a `user:` or `app:` delta.
 
 What a turn costs in requests: `get_session` is three GETs at once (the
 session, the user state, the app state); each `append_event` is one
-conditional PUT of the session object, plus a GET and a PUT of the user's or
-the app's state object for an event with a delta in that scope. A text turn
-of ADK's `Runner` (the user's message and the model's answer) is 3 GETs and 2
-PUTs. `list_sessions` reads the listing alone, 1,000 sessions a request.
+conditional PUT of the session object (the service keeps what it last read or
+wrote of its recent sessions, up to 32 MiB, so it needs no GET first), plus a
+GET and a PUT of the user's or the app's state object for an event with a
+delta in that scope. A text turn of ADK's `Runner` (the user's message and the
+model's answer) is 3 GETs and 2 PUTs, one with a tool call 3 GETs and 4 PUTs.
+`list_sessions` reads the listing alone, 1,000 sessions a request.
 
 Concurrency: a `Session` carries the ETag of the version of its object it was
 read or last written as (ADK's storage revision marker), and `append_event`
@@ -30,7 +32,8 @@ writes only over that version. A copy another process (another Lambda
 invocation) has appended to since is refused with ADK's `StaleSessionError`,
 and nothing of the refused event is stored: get the session again and retry.
 `user:` and `app:` state is merged key by key, retried on conflict, after the
-session's own write succeeded.
+session's own write succeeded: should that merge fail, the event is stored and
+its delta, kept in the event, is not applied to the shared state.
 """
 
 from __future__ import annotations
@@ -64,9 +67,10 @@ __all__ = ["S3SessionService"]
 _ROOT = "adk/"
 _SESSION_SUFFIX = ".jsonl"
 _JSON_LINES = "application/x-ndjson"
-_REMEMBERED = 128
-"""Sessions whose last stored version a service keeps, so that an append to one is a
-single PUT rather than a GET and a PUT; the least recently used are forgotten first."""
+_REMEMBERED_BYTES = 32 * 1024 * 1024
+"""How much of the sessions it read or wrote lately a service keeps, as stored, so that
+an append to one is a single PUT rather than a GET and a PUT; the least recently used
+are forgotten first."""
 _STALE = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
@@ -124,10 +128,11 @@ _SCOPED = ModelCodec(_ScopedState)
 
 @dataclass(frozen=True)
 class _Seen:
-    """A session object as this service last read or wrote it."""
+    """A session object as this service last read or wrote it, and its size in bytes."""
 
     version: StoredVersion
     document: _Document
+    size: int
 
 
 class S3SessionService(BaseSessionService):
@@ -153,6 +158,7 @@ class S3SessionService(BaseSessionService):
             )
         self.objects = objects
         self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._seen_bytes = 0
         # One lock per session appended to in this process, as DatabaseSessionService
         # holds: appends through one Session object then follow each other instead
         # of failing as stale. Weak, so that a lock lasts only while in use.
@@ -210,7 +216,7 @@ class S3SessionService(BaseSessionService):
             version = await self.objects.write(name, body, base=None, content_type=_JSON_LINES)
         except SessionConflictError:
             raise AlreadyExistsError(f"Session with id {session_id} already exists.") from None
-        self._remember(name, _Seen(version, document))
+        self._remember(name, _Seen(version, document, len(body)))
         app_state, user_state = await asyncio.gather(
             self._scoped_state(_app_state_name(app_name), deltas["app"]),
             self._scoped_state(_user_state_name(app_name, user_id), deltas["user"]),
@@ -238,7 +244,9 @@ class S3SessionService(BaseSessionService):
             return None
         key = self.objects.key(name)
         document = self.objects.decode(_SESSION, stored.body, key)
-        self._remember(name, _Seen(StoredVersion(stored.version, stored.writes), document))
+        self._remember(
+            name, _Seen(StoredVersion(stored.version, stored.writes), document, len(stored.body))
+        )
         events = self._recent_events(document, config, stored.body, key)
         return _session(document, stored.version, app_state, user_state, events)
 
@@ -271,7 +279,7 @@ class S3SessionService(BaseSessionService):
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
         """Delete the session object; the user's and the app's state stay."""
         name = _session_name(app_name, user_id, session_id.strip())
-        self._seen.pop(name, None)
+        self._forget(name)
         await self.objects.delete(name)
 
     @override
@@ -317,9 +325,9 @@ class S3SessionService(BaseSessionService):
                     name, body, base=seen.version, content_type=_JSON_LINES
                 )
             except SessionConflictError:
-                self._seen.pop(name, None)
+                self._forget(name)
                 raise await self._refusal(name, session) from None
-            self._remember(name, _Seen(version, document))
+            self._remember(name, _Seen(version, document, len(body)))
             session._storage_update_marker = version.version
             session.last_update_time = event.timestamp
         scoped = (
@@ -356,7 +364,7 @@ class S3SessionService(BaseSessionService):
             current = stored_last == (session.events[-1].id if session.events else None)
         if not current:
             raise StaleSessionError(_STALE)
-        return _Seen(StoredVersion(stored.version, stored.writes), document)
+        return _Seen(StoredVersion(stored.version, stored.writes), document, len(stored.body))
 
     async def _refusal(self, name: str, session: Session) -> Exception:
         """Why a write over the session's version failed: deleted, or written since."""
@@ -379,10 +387,17 @@ class S3SessionService(BaseSessionService):
         return updated.document.state
 
     def _remember(self, name: str, seen: _Seen) -> None:
+        self._forget(name)
         self._seen[name] = seen
-        self._seen.move_to_end(name)
-        while len(self._seen) > _REMEMBERED:
-            self._seen.popitem(last=False)
+        self._seen_bytes += seen.size
+        while self._seen_bytes > _REMEMBERED_BYTES:
+            _, oldest = self._seen.popitem(last=False)
+            self._seen_bytes -= oldest.size
+
+    def _forget(self, name: str) -> None:
+        forgotten = self._seen.pop(name, None)
+        if forgotten is not None:
+            self._seen_bytes -= forgotten.size
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)

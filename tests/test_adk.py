@@ -12,10 +12,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aioboto3
 import pytest
 
 pytest.importorskip("google.adk", reason="Google ADK is not installed: pip install 's3store[adk]'")
@@ -579,6 +581,28 @@ async def run_turn(runner: Runner, text: str) -> list[Event]:
         event
         async for event in runner.run_async(user_id="ana", session_id="t-1", new_message=message)
     ]
+
+
+async def test_a_runner_turn_is_three_gets_and_two_puts(moto_url: str, bucket: str) -> None:
+    calls: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        calls[model.name] += 1
+
+    aws = aioboto3.Session()
+    aws.events.register("before-call.s3", count)
+    model = ScriptedModel(
+        model="scripted", script=[types.Part(text="Hi."), types.Part(text="Yes.")]
+    )
+    async with S3SessionService(
+        bucket, endpoint_url=moto_url, region_name=REGION, session=aws
+    ) as service:
+        runner = Runner(agent=helpdesk(model), app_name="helpdesk", session_service=service)
+        await service.create_session(app_name="helpdesk", user_id="ana", session_id="t-1")
+        for text in ("hi", "still there?"):
+            calls.clear()
+            await run_turn(runner, text)
+            assert calls == {"GetObject": 3, "PutObject": 2}
 
 
 RESUME = textwrap.dedent(
