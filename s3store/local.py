@@ -20,7 +20,7 @@ import aioboto3
 from botocore.session import Session as BotocoreSession
 
 from s3store.errors import ConfigurationError
-from s3store.s3 import S3SessionStore
+from s3store.s3 import S3SessionStore, check_bucket_name
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -49,6 +49,7 @@ class LocalS3:
     """
 
     def __init__(self, bucket: str = DEFAULT_BUCKET, *, port: int = 0) -> None:
+        check_bucket_name(bucket)
         self.bucket = bucket
         self.port = port
         self._server: MotoServer | None = None

@@ -137,7 +137,8 @@ class ObjectInfo:
     etag: str
 
 
-class Updated(NamedTuple, Generic[D]):
+@dataclass(frozen=True)
+class Updated(Generic[D]):
     """What `update()` stored (or found stored, for an idempotency key already applied)."""
 
     document: D

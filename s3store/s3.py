@@ -78,6 +78,7 @@ __all__ = [
     "SessionInfo",
     "SessionVersion",
     "bucket_from_env",
+    "check_bucket_name",
 ]
 
 ENV_BUCKET = "S3STORE_BUCKET"
@@ -183,12 +184,7 @@ class S3Objects(Objects):
         expected_bucket_owner: str | None = None,
     ) -> None:
         super().__init__(prefix=prefix, max_object_bytes=max_object_bytes)
-        if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-            raise ConfigurationError(
-                f"{bucket!r} is not a valid S3 bucket name: use 3 to 63 lower-case letters, "
-                "digits, dots and hyphens, starting and ending with a letter or digit",
-                bucket=bucket,
-            )
+        check_bucket_name(bucket)
         if expected_bucket_owner is not None and not re.fullmatch(r"\d{12}", expected_bucket_owner):
             raise ConfigurationError(
                 f"expected_bucket_owner must be a 12-digit AWS account id, not "
@@ -844,6 +840,16 @@ def _client_config(max_attempts: int, config: Config | None) -> tuple[Config, in
     else:
         attempts = int(retries["max_attempts"]) + 1  # botocore counts retries there
     return merged, attempts
+
+
+def check_bucket_name(bucket: str) -> None:
+    """`ConfigurationError` for a bucket name S3 would refuse (an access point ARN passes)."""
+    if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+        raise ConfigurationError(
+            f"{bucket!r} is not a valid S3 bucket name: use 3 to 63 lower-case letters, "
+            "digits, dots and hyphens, starting and ending with a letter or digit",
+            bucket=bucket,
+        )
 
 
 def bucket_from_env(environ: Mapping[str, str] | None, options: dict[str, Any]) -> str:

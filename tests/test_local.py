@@ -177,3 +177,16 @@ def test_local_command_on_a_busy_port_is_a_usage_error(busy_port: int) -> None:
         f"s3store: port {busy_port} on 127.0.0.1 is in use by another program: stop it, "
         "or choose another port (--port for s3store local; 0 picks a free one)"
     ]
+
+
+def test_local_command_with_a_bucket_s3_refuses_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "s3store", "local", "--bucket", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("s3store: 'x' is not a valid S3 bucket name")
+    assert "Traceback" not in done.stderr
