@@ -116,6 +116,7 @@ class S3Session(SessionABC):
                 "set those options on the objects"
             )
         self.session_id = session_id
+        self.name = _object_name(session_id)
         self.session_settings = (
             SessionSettings()
             if session_settings is None
@@ -123,7 +124,6 @@ class S3Session(SessionABC):
         )
         self._owns_objects = objects is None
         self.objects = objects if objects is not None else S3Objects(cast(str, bucket), **options)
-        self.name = _object_name(session_id)
         self.key = self.objects.key(self.name)  # a key over S3's length limit fails here
         self._idempotency_key = idempotency_key
         self._adds = 0
