@@ -9,9 +9,10 @@ runs on a session of its own, seeded to the size beforehand (not measured).
 
 Figures: requests per turn (S3 requests, against the SQL statements the database
 service executes: in-process calls on SQLite, a round trip each on a database
-server); client CPU per turn (process time, so aiosqlite's thread counts too); and
-s3store's time per turn on the 20 ms endpoint against its latency floor (one round
-trip for the three GETs `get_session` makes at once, one per append).
+server); the median client CPU of a turn (process time, so aiosqlite's thread
+counts too); and the median time of s3store's turn on the 20 ms endpoint against
+its latency floor (one round trip for the three GETs `get_session` makes at once,
+one per append).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import aioboto3
@@ -91,8 +93,8 @@ async def seed(service: BaseSessionService, session_id: str, size: int) -> None:
 async def measure(
     service: BaseSessionService, session_ids: list[str], requests: Callable[[], int]
 ) -> tuple[float, float, float]:
-    """Requests, CPU ms and wall ms per turn, a turn on each session."""
-    count, cpu, wall = 0, 0.0, 0.0
+    """Requests per turn, and the median CPU ms and wall ms of a turn, one on each session."""
+    count, cpu, wall = 0, [], []
     for number, session_id in enumerate(session_ids):
         events = turn_events(10_000 + number)  # built outside the measurement
         before = requests()
@@ -101,11 +103,10 @@ async def measure(
         assert session is not None
         for event in events:
             await service.append_event(session, event)
-        cpu += time.process_time() - cpu_start
-        wall += time.perf_counter() - wall_start
+        cpu.append(time.process_time() - cpu_start)
+        wall.append(time.perf_counter() - wall_start)
         count += requests() - before
-    turns = len(session_ids)
-    return count / turns, cpu / turns * 1e3, wall / turns * 1e3
+    return count / len(session_ids), median(cpu) * 1e3, median(wall) * 1e3
 
 
 async def run(servers: Servers, options: Options) -> list[Result]:
