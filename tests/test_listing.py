@@ -46,10 +46,9 @@ SEEDS_MOTO = pytest.mark.moto_only("the sessions are written into moto's backend
 
 
 @dataclass(frozen=True)
-class Seeded:
-    """A bucket of `SESSIONS` sessions: their ids in key order and their bytes."""
+class Sessions:
+    """`SESSIONS` sessions: their ids in key order and their bytes."""
 
-    bucket: str
     ids: list[SessionId]
     bodies: dict[SessionId, bytes]
 
@@ -59,6 +58,13 @@ def session_body(session_id: SessionId) -> bytes:
     if session_id == LARGEST:
         session.chat_messages.append(UserMessage(content="x" * 2000))
     return session.model_dump_json().encode()
+
+
+@pytest.fixture(scope="module")
+def sessions() -> Sessions:
+    ids = [SessionId(number) for number in range(SESSIONS) if number != LARGEST.id] + [LARGEST]
+    ids.sort(key=lambda session_id: session_key("sessions/", session_id))
+    return Sessions(ids, {session_id: session_body(session_id) for session_id in ids})
 
 
 def seed_moto(bucket: str, objects: Iterable[tuple[str, bytes]]) -> None:
@@ -72,29 +78,39 @@ def seed_moto(bucket: str, objects: Iterable[tuple[str, bytes]]) -> None:
 
 
 @pytest.fixture(scope="module")
-async def seeded(s3: S3Client) -> Seeded:
+async def seeded(s3: S3Client, sessions: Sessions) -> str:
+    """A bucket holding the sessions (only tests marked SEEDS_MOTO may use it)."""
     bucket = f"test-{uuid.uuid4().hex[:20]}"
     await s3.create_bucket(Bucket=bucket)
-    ids = [SessionId(number) for number in range(SESSIONS) if number != LARGEST.id] + [LARGEST]
-    ids.sort(key=lambda session_id: session_key("sessions/", session_id))
-    bodies = {session_id: session_body(session_id) for session_id in ids}
-    seed_moto(bucket, ((session_key("sessions/", sid), body) for sid, body in bodies.items()))
-    return Seeded(bucket, ids, bodies)
+    seed_moto(bucket, ((session_key("sessions/", i), body) for i, body in sessions.bodies.items()))
+    return bucket
 
 
-@pytest.fixture(scope="module", params=["memory", pytest.param("s3", marks=SEEDS_MOTO)])
-async def big_store(
-    request: pytest.FixtureRequest, seeded: Seeded, moto_url: str
-) -> AsyncIterator[SessionStore]:
-    """The seeded sessions, in memory or in the seeded bucket."""
-    if request.param == "memory":
-        memory = InMemorySessionStore()
-        for session_id, body in seeded.bodies.items():
-            await memory.objects.write(memory.name(session_id), body, base=None)
-        yield memory
-        return
-    async with S3SessionStore(seeded.bucket, endpoint_url=moto_url, region_name=REGION) as store:
+@pytest.fixture(scope="module")
+async def memory_store(sessions: Sessions) -> InMemorySessionStore:
+    memory = InMemorySessionStore()
+    for session_id, body in sessions.bodies.items():
+        await memory.objects.write(memory.name(session_id), body, base=None)
+    return memory
+
+
+@pytest.fixture(scope="module")
+async def seeded_store(seeded: str, moto_url: str) -> AsyncIterator[S3SessionStore]:
+    async with S3SessionStore(seeded, endpoint_url=moto_url, region_name=REGION) as store:
         yield store
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("memory_store", id="memory"),
+        pytest.param("seeded_store", id="s3", marks=SEEDS_MOTO),
+    ],
+)
+def big_store(request: pytest.FixtureRequest) -> SessionStore:
+    """The sessions, in memory or in the seeded bucket."""
+    store: SessionStore = request.getfixturevalue(request.param)
+    return store
 
 
 @asynccontextmanager
@@ -124,33 +140,33 @@ def expect_requests(store: SessionStore, sent: list[str], count: int) -> None:
 # -- the library -----------------------------------------------------------------------
 
 
-async def test_list_is_iter_ids_collected(big_store: SessionStore, seeded: Seeded) -> None:
+async def test_list_is_iter_ids_collected(big_store: SessionStore, sessions: Sessions) -> None:
     async with list_requests(big_store) as sent:
         iterated = [session_id async for session_id in big_store.iter_ids()]
     expect_requests(big_store, sent, 5)
-    assert iterated == seeded.ids
+    assert iterated == sessions.ids
     assert await big_store.list() == iterated
 
 
 async def test_iter_ids_after_an_id_gives_the_next_ones_in_one_request(
-    big_store: SessionStore, seeded: Seeded
+    big_store: SessionStore, sessions: Sessions
 ) -> None:
-    middle = seeded.ids.index(SessionId(1234))
+    middle = sessions.ids.index(SessionId(1234))
     async with list_requests(big_store) as sent:
         following = [i async for i in big_store.iter_ids(after=SessionId(1234), limit=3)]
     expect_requests(big_store, sent, 1)
-    assert following == seeded.ids[middle + 1 : middle + 4]
+    assert following == sessions.ids[middle + 1 : middle + 4]
     async with list_requests(big_store) as sent:
-        assert [i async for i in big_store.iter_ids(after=seeded.ids[-2], limit=3)] == [
-            seeded.ids[-1]
+        assert [i async for i in big_store.iter_ids(after=sessions.ids[-2], limit=3)] == [
+            sessions.ids[-1]
         ]
-        assert [i async for i in big_store.iter_ids(after=seeded.ids[-1])] == []
+        assert [i async for i in big_store.iter_ids(after=sessions.ids[-1])] == []
         assert [i async for i in big_store.iter_ids(limit=0)] == []
     expect_requests(big_store, sent, 2)  # limit=0 asks nothing
 
 
 async def test_iter_info_fetches_a_page_only_when_it_is_reached(
-    big_store: SessionStore, seeded: Seeded
+    big_store: SessionStore, sessions: Sessions
 ) -> None:
     listed: list[SessionId] = []
     async with list_requests(big_store) as sent:
@@ -161,7 +177,7 @@ async def test_iter_info_fetches_a_page_only_when_it_is_reached(
             if len(listed) == 1001:
                 break
     expect_requests(big_store, sent, 2)
-    assert listed == seeded.ids[:1001]
+    assert listed == sessions.ids[:1001]
 
 
 async def test_iter_info_skips_foreign_objects_and_event_folders_and_fills_its_limit(
@@ -197,42 +213,44 @@ def environment(url: str, bucket: str) -> dict[str, str | None]:
 
 
 @SEEDS_MOTO
-async def test_ls_with_a_limit_lists_no_further_than_it(moto_url: str, seeded: Seeded) -> None:
+async def test_ls_with_a_limit_lists_no_further_than_it(
+    moto_url: str, seeded: str, sessions: Sessions
+) -> None:
     requests = []
     for limit in (10, 1001):
         proxy = FaultProxy(moto_url, {})
         async with proxy as url:
-            result = await invoke("ls", "--limit", str(limit), env=environment(url, seeded.bucket))
+            result = await invoke("ls", "--limit", str(limit), env=environment(url, seeded))
         assert result.exit_code == 0, result.output
         requests.append(dict(proxy.by_method))
         rows = [line.split("\t")[0] for line in result.stdout.splitlines()]
-        assert rows == [key_name(session_id) for session_id in seeded.ids[:limit]]
+        assert rows == [key_name(session_id) for session_id in sessions.ids[:limit]]
         assert f"--after {rows[-1]}" in result.stderr
     assert requests == [{"GET": 1}, {"GET": 2}]  # ListObjectsV2 and nothing else
 
 
 @SEEDS_MOTO
 async def test_stats_counts_every_session_from_the_listing_alone(
-    moto_url: str, seeded: Seeded
+    moto_url: str, seeded: str, sessions: Sessions
 ) -> None:
     proxy = FaultProxy(moto_url, {})
     async with proxy as url:
-        result = await invoke("stats", "--json", env=environment(url, seeded.bucket))
+        result = await invoke("stats", "--json", env=environment(url, seeded))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "location": f"s3://{seeded.bucket}/sessions/",
+        "location": f"s3://{seeded}/sessions/",
         "sessions": SESSIONS,
-        "total_bytes": sum(len(body) for body in seeded.bodies.values()),
-        "largest": {"id": key_name(LARGEST), "size": len(seeded.bodies[LARGEST])},
+        "total_bytes": sum(len(body) for body in sessions.bodies.values()),
+        "largest": {"id": key_name(LARGEST), "size": len(sessions.bodies[LARGEST])},
     }
     assert dict(proxy.by_method) == {"GET": SESSIONS // 1000}  # one ListObjectsV2 a page
 
 
 @SEEDS_MOTO
 async def test_export_after_an_id_holds_exactly_the_sessions_after_it(
-    moto_url: str, seeded: Seeded, tmp_path: Path
+    moto_url: str, seeded: str, sessions: Sessions, tmp_path: Path
 ) -> None:
-    after, rest = seeded.ids[-11], seeded.ids[-10:]
+    after, rest = sessions.ids[-11], sessions.ids[-10:]
     out = tmp_path / "rest.jsonl"
     proxy = FaultProxy(moto_url, {})
     async with proxy as url:
@@ -242,11 +260,11 @@ async def test_export_after_an_id_holds_exactly_the_sessions_after_it(
             "--after",
             key_name(after),
             str(out),
-            env=environment(url, seeded.bucket),
+            env=environment(url, seeded),
         )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["sessions"] == 10
-    assert out.read_bytes() == b"".join(seeded.bodies[session_id] + b"\n" for session_id in rest)
+    assert out.read_bytes() == b"".join(sessions.bodies[session_id] + b"\n" for session_id in rest)
     assert dict(proxy.by_method) == {"GET": 1 + 10}  # one listing, one read per session
 
 
