@@ -6,6 +6,12 @@ opens new connections (on AWS, a new TLS handshake), as does any async client th
 agent holds. `lambda_handler` runs every invocation on one loop kept for the life
 of the process instead: a store's client (which follows its loop) and its pool of
 connections are reused, invocation after invocation.
+
+Other loops may run between invocations (an `asyncio.run()` at import, in a test):
+they open and close their own clients and leave this loop's alone. `shutdown()`,
+registered with `atexit`, ends the loop as `asyncio.run()` ends its own, whatever
+ran before it: it cancels the tasks left on it (which closes every store's
+client), finishes the async generators and the default executor, and closes it.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def lambda_handler(fn: Callable[P, Awaitable[R]]) -> Callable[P, R]:
 
 def _run(awaitable: Awaitable[R]) -> R:
     global _loop
-    if _loop is None:
+    if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
         atexit.register(shutdown)
     return _loop.run_until_complete(awaitable)
@@ -58,18 +64,44 @@ def _run(awaitable: Awaitable[R]) -> R:
 
 def shutdown() -> None:
     """Close the process's loop as `asyncio.run()` closes its own: cancel the
-    tasks left on it (which closes every store's client), then close it."""
+    tasks left on it (which closes every store's client), then close it.
+
+    Does nothing if no handler ran (or it already ran); call it from the thread
+    that ran the handlers, outside any running loop.
+    """
     global _loop
     loop, _loop = _loop, None
     if loop is None:
         return
     atexit.unregister(shutdown)
+    if loop.is_closed():
+        return  # closed by its owner: nothing of it can run any more
     try:
-        left = asyncio.all_tasks(loop)
-        for task in left:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(_cancel_all(loop))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
+
+
+async def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel every other task of the running loop and wait for them to end.
+
+    Run on the loop itself, so that nothing looks up a current loop outside it
+    (`asyncio.gather()` with no task does, and an earlier `asyncio.run()` leaves
+    none set). A task that failed rather than ending cancelled is reported to the
+    loop's exception handler, as `asyncio.run()` does.
+    """
+    left = [task for task in asyncio.all_tasks(loop) if task is not asyncio.current_task()]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    for task in left:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during serverless.shutdown()",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
