@@ -333,7 +333,7 @@ async def export_at(url: str, sessions: int, concurrency: int) -> Result:
         value / sessions * 1e3,
         baseline / sessions * 1e3,
         "ms/session",
-        1.5,
+        2.0,  # loose: both sides are CPU-bound on a busy machine, their ratio swings 0.7-1.5
     )
 
 
