@@ -17,16 +17,18 @@ pytest.importorskip(
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
 
 import aioboto3
 import boto3
+from pydantic import BaseModel
 from strands import Agent
 from strands.agent.conversation_manager import NullConversationManager
 from strands.models import Model
 from strands.multiagent import GraphBuilder
 from strands.session.s3_session_manager import S3SessionManager as StrandsS3SessionManager
+from strands.types.content import Messages
 from strands.types.exceptions import SessionException
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
@@ -35,6 +37,9 @@ from s3store.strands import S3SessionManager, migrate_prefix
 from tests.conftest import REGION
 
 PREFIX = "strands/"
+
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class ScriptedModel(Model):
@@ -50,9 +55,15 @@ class ScriptedModel(Model):
     def get_config(self) -> Any:
         return {}
 
-    async def structured_output(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        raise NotImplementedError
-        yield  # an async generator, as Model declares it
+    async def structured_output(
+        self,
+        output_model: type[T],
+        prompt: Messages,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncGenerator[dict[str, T | Any], None]:
+        raise NotImplementedError("no structured output from a scripted model")
+        yield {}  # an async generator, as Model declares it
 
     async def stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         reply = (
@@ -216,7 +227,7 @@ def test_multi_agent_state_is_created_read_and_updated(manager: S3SessionManager
         manager.update_multi_agent("s1", MultiAgent("nonexistent", {}))
 
 
-@pytest.mark.parametrize("bad", ["a/b", "a/../b", "..\\b"])
+@pytest.mark.parametrize("bad", ["a/b", "a/../b"])
 def test_ids_with_path_separators_are_refused_as_strands_refuses_them(
     manager: S3SessionManager, bad: str
 ) -> None:
