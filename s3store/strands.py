@@ -454,7 +454,7 @@ class S3SessionManager(RepositorySessionManager, SessionRepository):
     ) -> None:
         """Store the multi-agent state (over one of the same id, as Strands does)."""
         multi_agent_id = _checked(multi_agent.id, "agent")
-        state = multi_agent.serialize_state()
+        state = copy.deepcopy(multi_agent.serialize_state())  # the copy must not follow it
 
         def create(document: StrandsDocument | None) -> StrandsDocument:
             document = _existing(document, session_id)
@@ -480,7 +480,7 @@ class S3SessionManager(RepositorySessionManager, SessionRepository):
     ) -> None:
         """Store the multi-agent state; `SessionException` if it does not exist."""
         multi_agent_id = _checked(multi_agent.id, "agent")
-        state = multi_agent.serialize_state()
+        state = copy.deepcopy(multi_agent.serialize_state())  # the copy must not follow it
 
         def update(document: StrandsDocument | None) -> StrandsDocument:
             document = _existing(document, session_id)

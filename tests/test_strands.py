@@ -284,6 +284,14 @@ def test_an_agent_resumes_from_a_new_manager_with_its_history(manager_for: Any) 
     assert [m.message_id for m in again.list_messages("chat", "default")] == list(range(8))
 
 
+def test_an_agent_invoked_inside_a_running_event_loop(manager_for: Any) -> None:
+    async def invoke() -> None:
+        await agent(manager_for("async"), "from a loop").invoke_async("asked in a loop")
+
+    asyncio.run(invoke())
+    assert texts(agent(manager_for("async")).messages) == ["asked in a loop", "from a loop"]
+
+
 def test_a_redaction_rewrites_the_latest_message(manager_for: Any) -> None:
     manager = manager_for("redacted")
     talker = agent(manager, "a secret answer")
@@ -298,6 +306,7 @@ def test_a_graph_keeps_its_state(manager_for: Any) -> None:
     builder = GraphBuilder()
     builder.add_node(Agent(model=ScriptedModel("done"), callback_handler=None), "writer")
     builder.set_entry_point("writer")
+    builder.set_max_node_executions(1)
     builder.set_session_manager(manager_for("graph"))
     graph = builder.build()
     graph("write it")
