@@ -23,6 +23,11 @@ CASES = (
     "list",
     "cold_start",
     "serialize",
+    "listing_scale",
+    "strands_turn",
+    "adk_turn",
+    "openai_agents_turn",
+    "langgraph_steps",
 )
 PACKAGES = (
     "s3store",
@@ -34,6 +39,9 @@ PACKAGES = (
     "moto",
     "obstore",
     "strands-agents",
+    "google-adk",
+    "openai-agents",
+    "langgraph",
 )
 
 
