@@ -685,15 +685,9 @@ class S3SessionStore(SessionStore[S]):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
-        """A store configured by the environment, as the Terraform module's outputs set it.
-
-        Reads `S3STORE_BUCKET` (required), `S3STORE_PREFIX` (default `sessions/`)
-        and `S3STORE_KMS_KEY_ID` (optional: SSE-KMS with that key on every save).
-        The endpoint, region and credentials come from AWS's own variables
-        (`AWS_ENDPOINT_URL`, `AWS_REGION` or `AWS_DEFAULT_REGION`, `AWS_PROFILE`,
-        ...). Keyword options are passed on to the constructor and win over the
-        environment.
-        """
+        """A store configured by the environment, as `S3Objects.from_env()` reads it
+        (`S3STORE_BUCKET`, `S3STORE_PREFIX`, `S3STORE_KMS_KEY_ID`, AWS's own variables);
+        keyword options win over the environment."""
         return cls(bucket_from_env(environ, options), **options)
 
     @property
