@@ -10,7 +10,7 @@ import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -222,8 +222,6 @@ class S3Objects(Objects):
             "config": client_config,
         }
         self._clients = LoopBound(self._open_client)
-        self._depth = 0  # open() calls not yet matched by close(), on `_depth_loop`
-        self._depth_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
@@ -259,24 +257,27 @@ class S3Objects(Objects):
         `async with` blocks on one loop share one client, closed when the last
         of them ends.
         """
-        await self._client()
-        loop = asyncio.get_running_loop()
-        self._depth = self._depth + 1 if self._depth_loop is loop else 1
-        self._depth_loop = loop
+        with self._other_loop():
+            await self._clients.open()
 
     async def close(self) -> None:
-        """Close the running loop's client now (or, inside nested `async with`
-        blocks, when the outermost ends). A later use opens a new one."""
-        if self._depth_loop is asyncio.get_running_loop() and self._depth > 1:
-            self._depth -= 1
-            return
-        self._depth = 0
+        """Close the running loop's client (or, inside nested `async with` blocks, end
+        one), once the requests in flight on it have ended; a later use opens a new one."""
         await self._clients.close()
 
-    async def _client(self) -> S3Client:
-        """The client of the running event loop, opened on first use (see `_loopbound`)."""
+    @asynccontextmanager
+    async def _client(self, operation: str, key: str | None) -> AsyncIterator[S3Client]:
+        """One request's use of the running loop's client (see `_loopbound`): `close()`
+        waits for it to end. Its failures come out as s3store's typed errors."""
+        with self._other_loop():
+            async with self._clients.use() as client:
+                with self._errors(operation, key):
+                    yield client
+
+    @contextmanager
+    def _other_loop(self) -> Iterator[None]:
         try:
-            return await self._clients.get()
+            yield
         except OtherLoopError:
             raise SessionStoreError(
                 "this store's client is open on another event loop that is still running: "
@@ -313,8 +314,10 @@ class S3Objects(Objects):
 
     async def client(self) -> S3Client:
         """The running loop's aioboto3 S3 client, for requests s3store does not make;
-        it belongs to these objects: do not close it."""
-        return await self._client()
+        it belongs to these objects: do not close it, and note that `close()` does not
+        wait for requests made on it."""
+        with self._other_loop():
+            return await self._clients.get()
 
     # -- the primitives -----------------------------------------------------------
 
@@ -344,8 +347,7 @@ class S3Objects(Objects):
         )
 
     async def _get_once(self, key: str, version_id: str | None) -> StoredObject | None:
-        client = await self._client()
-        with self._errors("GetObject", key):
+        async with self._client("GetObject", key) as client:
             cached = self._cache.get(key) if self._cache is not None and not version_id else None
             options: dict[str, Any] = {} if cached is None else {"IfNoneMatch": cached.version}
             if version_id:
@@ -406,7 +408,6 @@ class S3Objects(Objects):
         writes: tuple[str, ...],
         content_type: str,
     ) -> str:
-        client = await self._client()
         options: dict[str, Any] = {**self._encryption}
         if writes:
             options["Metadata"] = {METADATA_KEY: encode(writes)}
@@ -418,7 +419,7 @@ class S3Objects(Objects):
         if self._gzip_above_bytes is not None and len(body) > self._gzip_above_bytes:
             payload = gzip.compress(body, mtime=0)  # mtime=0: the same content, the same bytes
             options["ContentEncoding"] = "gzip"
-        with self._errors("PutObject", key):
+        async with self._client("PutObject", key) as client:
             try:
                 response = await client.put_object(
                     Bucket=self.bucket,
@@ -438,8 +439,7 @@ class S3Objects(Objects):
         return response["ETag"]
 
     async def _head(self, key: str) -> ObjectHead | None:
-        client = await self._client()
-        with self._errors("HeadObject", key):
+        async with self._client("HeadObject", key) as client:
             try:
                 head = await client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as exc:
@@ -457,7 +457,6 @@ class S3Objects(Objects):
     async def _page(
         self, prefix: str, start_after: str | None, token: str | None, limit: int, recursive: bool
     ) -> tuple[builtins.list[ObjectInfo], str | None]:
-        client = await self._client()
         options: dict[str, Any] = {}
         if token is not None:
             options["ContinuationToken"] = token
@@ -465,7 +464,7 @@ class S3Objects(Objects):
             options["StartAfter"] = start_after
         if not recursive:
             options["Delimiter"] = "/"
-        with self._errors("ListObjectsV2", None):
+        async with self._client("ListObjectsV2", None) as client:
             page = await client.list_objects_v2(
                 Bucket=self.bucket, Prefix=prefix, MaxKeys=limit, **options
             )
@@ -482,9 +481,8 @@ class S3Objects(Objects):
         return infos, page.get("NextContinuationToken") if page.get("IsTruncated") else None
 
     async def _delete(self, key: str) -> None:
-        client = await self._client()
         self._uncache(key)
-        with self._errors("DeleteObject", key):
+        async with self._client("DeleteObject", key) as client:
             await client.delete_object(Bucket=self.bucket, Key=key)
 
     def _uncache(self, key: str) -> None:
@@ -527,9 +525,8 @@ class S3Objects(Objects):
     async def iter_versions(self, folder: str) -> AsyncIterator[dict[str, Any]]:
         """Every version and delete marker of the objects whose names start with
         `folder` (ListObjectVersions), each with `IsDeleteMarker`."""
-        client = await self._client()
         prefix = self.key(folder)
-        with self._errors("ListObjectVersions", prefix):
+        async with self._client("ListObjectVersions", prefix) as client:
             paginator = client.get_paginator("list_object_versions")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for version in page.get("Versions", ()):
@@ -555,8 +552,7 @@ class S3Objects(Objects):
 
     async def _delete_objects(self, objects: builtins.list[Any], key: str | None) -> Any:
         """One quiet DeleteObjects request; the per-key failures S3 reports."""
-        client = await self._client()
-        with self._errors("DeleteObjects", key):
+        async with self._client("DeleteObjects", key) as client:
             response = await client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
             )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib.util
-import inspect
 import logging
 import subprocess
 import sys
@@ -328,23 +327,6 @@ def test_the_handler_per_loop_and_warm(
 # -- issue #19: lifetimes ----------------------------------------------------------------
 
 
-def requests_are_scoped() -> bool:
-    """Whether s3.py makes each request a scoped use of its loop's client (`async with
-    self._client(...)`), the part of issue #19's fix that lives there."""
-    import s3store.s3
-
-    return any(
-        inspect.isasyncgenfunction(inspect.unwrap(cls._client))
-        for cls in vars(s3store.s3).values()
-        if isinstance(cls, type) and cls.__module__ == "s3store.s3" and hasattr(cls, "_client")
-    )
-
-
-needs_scoped_requests = pytest.mark.skipif(
-    not requests_are_scoped(), reason="needs s3.py's requests as scoped uses (issue #19)"
-)
-
-
 def test_t02_an_idle_loop_keeps_its_client_while_other_loops_use_the_store(
     moto_url: str, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -442,7 +424,6 @@ def test_t03_the_atexit_shutdown_is_silent_after_an_asyncio_run() -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
 
 
-@needs_scoped_requests
 def test_t06_close_waits_for_a_request_in_flight(
     moto_url: str, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -480,7 +461,6 @@ def test_t06_close_waits_for_a_request_in_flight(
     assert (counting.opened, counting.closed) == (2, 2)
 
 
-@needs_scoped_requests
 def test_t06_async_with_blocks_ending_under_other_tasks_requests(
     moto_url: str, bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
