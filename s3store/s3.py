@@ -157,9 +157,10 @@ class S3Objects(Objects):
     """Objects under `prefix` in an S3 bucket, over one aioboto3 client per event loop.
 
     The client follows the event loop: it is opened on first use on the running
-    loop and closed when that loop ends, so objects made once at module level
-    serve every `asyncio.run()` of a process. `async with objects:` (or `open()`
-    and `close()`) gives it an explicit lifetime instead.
+    loop and kept by that loop, whatever other loops do, until the loop ends, so
+    objects made once at module level serve every `asyncio.run()` of a process.
+    `async with objects:` (or `open()` and `close()`) gives it an explicit
+    lifetime instead; `close()` lets the requests in flight on it end first.
 
     Every object is written with a SHA-256 checksum S3 verifies, with SSE-KMS when
     `kms_key_id` is set, and, above `gzip_above_bytes`, gzip-encoded; read back,
@@ -294,6 +295,7 @@ class S3Objects(Objects):
             context = self._session.client("s3", **self._client_options)
             client = await context.__aenter__()
             stack.push_async_exit(context.__aexit__)
+            stack.callback(_refuse_requests, client, self.bucket)  # runs first, at the close
         except BotoCoreError as exc:  # a missing profile, a failing credential_process, ...
             raise ConfigurationError(
                 f"the AWS configuration could not be used: {exc}. Fix the profile "
@@ -314,8 +316,9 @@ class S3Objects(Objects):
 
     async def client(self) -> S3Client:
         """The running loop's aioboto3 S3 client, for requests s3store does not make;
-        it belongs to these objects: do not close it, and note that `close()` does not
-        wait for requests made on it."""
+        it belongs to these objects: do not close it. `close()` does not wait for
+        requests made on it, and once closed it refuses them (SessionStoreError): ask
+        for the client again after a close."""
         with self._other_loop():
             return await self._clients.get()
 
@@ -637,10 +640,11 @@ class S3SessionStore(SessionStore[S]):
         await store.save(session)
 
     The client follows the event loop: it is opened on first use on the running
-    loop and closed when that loop ends, so a store made once at module level
-    serves every `asyncio.run()` of a process. `async with store:` (or `open()`
-    and `close()`) gives it an explicit lifetime instead. `store.objects` is the
-    object layer underneath, for documents of your own in the same bucket.
+    loop and kept by that loop, whatever other loops do, until the loop ends, so
+    a store made once at module level serves every `asyncio.run()` of a process.
+    `async with store:` (or `open()` and `close()`) gives it an explicit lifetime
+    instead; `close()` lets the requests in flight on it end first. `store.objects`
+    is the object layer underneath, for documents of your own in the same bucket.
     """
 
     def __init__(
@@ -801,6 +805,20 @@ class S3SessionStore(SessionStore[S]):
 
 class _DamagedBody(Exception):
     """A body that arrived damaged; `__cause__` says how. Kept from `_errors()`."""
+
+
+def _refuse_requests(client: Any, bucket: str) -> None:
+    """Make a closed client refuse requests: aiobotocore would open a new aiohttp
+    session inside it for one, and nothing would ever close that session."""
+
+    def refuse(**_: Any) -> None:
+        raise SessionStoreError(
+            "this S3 client is closed (the store's close(), or the end of its event loop): "
+            "ask the store for its client again",
+            bucket=bucket,
+        )
+
+    client.meta.events.register_first("before-send.s3", refuse)
 
 
 def _code(exc: ClientError) -> str:

@@ -493,3 +493,22 @@ def test_t06_async_with_blocks_ending_under_other_tasks_requests(
         outcomes = asyncio.run(main())
         assert still_open(sessions) == 0
     assert list(outcomes) == ["loaded"]
+
+
+def test_t06_a_client_kept_past_its_close_refuses_requests(
+    moto_url: str, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = new_store(moto_url, bucket)
+
+    async def main() -> None:
+        client = await store.s3.client()
+        await store.close()
+        # aiobotocore would open an aiohttp session inside the closed client for it.
+        with pytest.raises(SessionStoreError, match="closed"):
+            await client.list_objects_v2(Bucket=bucket)
+        assert await store.list() == []  # the store itself opens a new one
+        await store.close()
+
+    with no_leaks(caplog), aiohttp_sessions() as sessions:
+        asyncio.run(main())
+        assert still_open(sessions) == 0

@@ -45,7 +45,7 @@ async def run(servers: Servers, options: Options) -> list[Result]:
         S3SessionStore(bucket, endpoint_url=servers.fake, region_name=REGION) as store,
         aws.client("s3", endpoint_url=servers.fake, region_name=REGION) as client,
     ):
-        keys = [store._key(session.id) for session in sessions]  # type: ignore[arg-type]
+        keys = [store.objects.key(store.name(session.id)) for session in sessions]  # type: ignore[arg-type]
 
         async def store_save() -> None:
             for session in sessions:

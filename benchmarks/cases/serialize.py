@@ -20,18 +20,14 @@ async def run(servers: Servers, options: Options) -> list[Result]:
         ("5MB", 5_000_000, options.pick(5, 20)),
     ):
         session = session_of_size(1, size)
-        store._encode(session, "sessions/1.json")
+        store.encode(session)
         session.model_dump_json()
         values, baselines = [], []
         # Alternate short runs so that both sides see the same machine state, and
         # take the median of the rounds: both sides run the same pydantic
         # serializer, so a mean of 5 rounds let one slow round decide the ratio.
         for _ in range(ROUNDS):
-            values.append(
-                median_time(
-                    partial(store._encode, session, "sessions/1.json"), repeat, time.process_time
-                )
-            )
+            values.append(median_time(partial(store.encode, session), repeat, time.process_time))
             baselines.append(median_time(session.model_dump_json, repeat, time.process_time))
         results.append(
             Result(
