@@ -100,7 +100,10 @@ class LoopBound(Generic[T]):
     def __init__(self, open: Callable[[AsyncExitStack], Awaitable[T]]) -> None:
         self._open = open
         self._holders: dict[asyncio.AbstractEventLoop, _Holder[T]] = {}
-        self._lock = threading.Lock()  # the loops may run in different threads
+        # The loops may run in different threads. Reentrant: dropping a closed loop's
+        # holder under the lock can let the garbage collector finalize that holder's
+        # task there and then, and its cleanup takes the lock too.
+        self._lock = threading.RLock()
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[T]:
