@@ -139,10 +139,9 @@ def _carried(session: BaseModel) -> _Seen | None:
 class _SessionCodec(Generic[S]):
     """One session's JSON, for `Objects.update()`: refuses an object holding another id."""
 
-    def __init__(self, store: SessionStore[S], session_id: SessionId, key: str) -> None:
+    def __init__(self, store: SessionStore[S], session_id: SessionId) -> None:
         self.store = store
         self.session_id = session_id
-        self.key = key
 
     def decode(self, body: bytes) -> S:
         return self.store.decode(body, self.session_id)
@@ -415,7 +414,7 @@ class SessionStore(Generic[S]):
         updated = await self.objects.update(
             name,
             change,
-            codec=_SessionCodec(self, session_id, self.objects.key(name)),
+            codec=_SessionCodec(self, session_id),
             attempts=attempts,
             idempotency_key=idempotency_key,
         )
