@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import compileall
 import json
 import os
 import statistics
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from s3store import AgentSession, AssistantMessage, SessionId, ToolCall, ToolMessage, UserMessage
@@ -144,6 +146,51 @@ def session_of_size(number: int, size: int) -> AgentSession:
         _turn(0)
     )
     return make_session(number, max(1, int(size / per_message)))
+
+
+ANSWERED = "answered"
+"""What a cold-process script prints once it has its answer (`print(ANSWERED, flush=True)`)."""
+
+
+def byte_compile_s3store() -> None:
+    """Write s3store's bytecode, as pip does when it installs a wheel.
+
+    This checkout is installed editable and CI runs with PYTHONDONTWRITEBYTECODE,
+    so without this every fresh process would compile s3store from source while
+    aioboto3 and pydantic, installed from wheels, load theirs.
+    """
+    compileall.compile_dir(Path(__file__).parents[1] / "s3store", quiet=1)
+
+
+def time_to_answer(command: list[str], env: dict[str, str] | None = None) -> float:
+    """Seconds from starting `command` to its printing `ANSWERED`: what a caller of a
+    new Lambda container waits, which the interpreter's teardown after it is not."""
+    start = time.perf_counter()
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        answered = time.perf_counter() - start
+        process.stdout.read()
+    if process.returncode != 0 or line.strip() != ANSWERED:
+        raise RuntimeError(f"{command[:3]} failed (exit {process.returncode}): {line!r}")
+    return answered
+
+
+def cold_medians(
+    commands: Callable[[int], list[list[str]]], repeat: int, env: dict[str, str] | None = None
+) -> list[float]:
+    """Median milliseconds to answer of each of the commands `commands(round)` gives,
+    run in turns `repeat` times each (the order rotating, so that none always starts on
+    the machine another has just warmed)."""
+    byte_compile_s3store()
+    times: list[list[float]] = []
+    for round_number in range(repeat):
+        batch = commands(round_number)
+        times = times or [[] for _ in batch]
+        for offset in range(len(batch)):
+            side = (round_number + offset) % len(batch)
+            times[side].append(time_to_answer(batch[side], env))
+    return [statistics.median(side) * 1e3 for side in times]
 
 
 def median_time(fn: Callable[[], object], repeat: int, clock: Callable[[], float]) -> float:

@@ -357,7 +357,7 @@ class UserMessage(_Variant):
     omit_when_empty = ("images",)
 
     content: Text
-    images: list[Image] = Field(default_factory=list)
+    images: list[Image] = Field(default_factory=lambda: [])
     ephemeral: bool = Field(default=False, exclude=True)
 
 
@@ -441,8 +441,8 @@ class AgentSession(_Wire):
     """A snapshot of one agent session, as agent-base's `AgentSession` stores it."""
 
     id: SessionId | None = None
-    chat_messages: list[ChatMessage] = Field(default_factory=list)
-    always_allowed_actions: set[Text] = Field(default_factory=set)
+    chat_messages: list[ChatMessage] = Field(default_factory=lambda: [])
+    always_allowed_actions: set[Text] = Field(default_factory=lambda: set())
     total_tool_calls: U64 = 0
     run_state: RunState = Field(default_factory=RunState)
 

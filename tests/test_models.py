@@ -93,6 +93,16 @@ def test_ephemeral_is_read_and_never_written() -> None:
     assert b"ephemeral" not in session.model_dump_json().encode()
 
 
+def test_every_new_session_and_message_gets_collections_of_its_own() -> None:
+    first, second = AgentSession(), AgentSession()
+    first.chat_messages.append(UserMessage(content="hi"))
+    first.always_allowed_actions.add("read_file")
+    first_message, second_message = UserMessage(content="a"), UserMessage(content="b")
+    first_message.images.append(UrlImage(url="https://example.com/a.png"))
+    assert second.chat_messages == [] and second.always_allowed_actions == set()
+    assert second_message.images == []
+
+
 def test_custom_data_keys_are_written_sorted_as_serde_json_writes_them() -> None:
     message = CustomMessage(role="r", data={"b": 1, "a": {"d": 2, "c": 3}, "A": 0})
     session = AgentSession(id=SessionId(1), chat_messages=[message])
