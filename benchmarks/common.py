@@ -82,21 +82,19 @@ def fake_credentials() -> None:
 
 
 @contextmanager
-def servers(latency: float = LATENCY) -> Iterator[Servers]:
-    """Start `benchmarks.serve` in its own process; stop it by closing its stdin."""
+def server_process(*args: str) -> Iterator[dict[str, str]]:
+    """Run `python args...`, a server that prints one JSON line of its URLs once it
+    listens and ends when its standard input closes; yield those URLs."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.serve", str(latency)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert process.stdin is not None
     assert process.stdout is not None
     try:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError("the benchmark server process exited before it was ready")
-        yield Servers(**json.loads(line))
+            raise RuntimeError(f"the server process {args} exited before it was ready")
+        yield json.loads(line)
     finally:
         process.stdin.close()
         try:
@@ -104,6 +102,13 @@ def servers(latency: float = LATENCY) -> Iterator[Servers]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def servers(latency: float = LATENCY) -> Iterator[Servers]:
+    """Start `benchmarks.serve` in its own process; stop it by closing its stdin."""
+    with server_process("-m", "benchmarks.serve", str(latency)) as urls:
+        yield Servers(**urls)
 
 
 def bucket_name() -> str:

@@ -21,13 +21,12 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -35,7 +34,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aioboto3
 from aiobotocore.config import AioConfig
 
-from benchmarks.common import LATENCY, REGION, Options, Result, Servers, make_session
+from benchmarks.common import (
+    LATENCY,
+    REGION,
+    Options,
+    Result,
+    Servers,
+    make_session,
+    server_process,
+)
 from s3store import S3SessionStore, SessionId
 from s3store.operations import Connection, export_sessions
 
@@ -176,28 +183,8 @@ async def serve(quick: bool) -> None:
     os._exit(0)
 
 
-@contextmanager
-def endpoint(quick: bool) -> Iterator[dict[str, str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.cases.listing_scale", *(["--quick"] if quick else [])],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None
-    assert process.stdout is not None
-    try:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the listing endpoint exited before it was ready")
-        yield json.loads(line)
-    finally:
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def endpoint(quick: bool) -> AbstractContextManager[dict[str, str]]:
+    return server_process("-m", "benchmarks.cases.listing_scale", *(["--quick"] if quick else []))
 
 
 # -- the figures -------------------------------------------------------------------------
