@@ -284,6 +284,24 @@ def test_an_agent_resumes_from_a_new_manager_with_its_history(manager_for: Any) 
     assert [m.message_id for m in again.list_messages("chat", "default")] == list(range(8))
 
 
+def test_a_resumed_agent_gets_its_bytes_back(manager_for: Any) -> None:
+    image = {"image": {"format": "png", "source": {"bytes": b"\x89PNG\x00\xff"}}}
+    agent(manager_for("pictures"), "a picture")([image, {"text": "what is it?"}])
+    resumed = agent(manager_for("pictures"))
+    assert resumed.messages[0]["content"] == [image, {"text": "what is it?"}]
+
+
+def test_what_a_resumed_agent_changes_in_its_messages_is_not_stored(manager_for: Any) -> None:
+    agent(manager_for("changed"), "one")("first question")
+    resumed = agent(manager_for("changed"), "two")
+    # The agent changes a message it holds: the manager's copy of the session, which
+    # its next write stores whole, must not change with it.
+    resumed.messages[0]["content"].append({"text": "changed in the agent only"})
+    resumed("second question")
+    stored = agent(manager_for("changed")).messages
+    assert texts(stored) == ["first question", "one", "second question", "two"]
+
+
 def test_an_agent_invoked_inside_a_running_event_loop(manager_for: Any) -> None:
     async def invoke() -> None:
         await agent(manager_for("async"), "from a loop").invoke_async("asked in a loop")
