@@ -38,7 +38,8 @@ HISTORY_LENGTH = 100
 """Tokens kept per object: 100 tokens of 16 hex digits, comma-separated, plus the
 key make 1,713 bytes, within S3's 2 KB limit on user metadata."""
 
-_TOKEN = re.compile(r"[0-9a-f]{16}")
+# A whole history: one match over the text, not one per token (a read decodes one).
+_HISTORY = re.compile(r"[0-9a-f]{16}(?:,[0-9a-f]{16})*")
 
 
 def new_token() -> str:
@@ -63,8 +64,7 @@ def encode(history: tuple[str, ...]) -> str:
 
 def decode(text: str | None) -> tuple[str, ...]:
     """A history read from metadata; anything that is not one (another tool's) is empty."""
-    tokens = tuple(text.split(",")) if text else ()
-    return tokens if all(_TOKEN.fullmatch(token) for token in tokens) else ()
+    return tuple(text.split(",")) if text and _HISTORY.fullmatch(text) else ()
 
 
 class Outcome(enum.Enum):
