@@ -558,7 +558,6 @@ class SessionStore(Generic[S]):
     def decode(self, body: bytes, session_id: SessionId) -> S:
         """A stored session's bytes as a session; `CorruptSessionError` when they are not
         a valid session of this id."""
-        key = self.objects.key(self.name(session_id))
         try:
             session = self._adapter.validate_json(body)
         except ValidationError as exc:
@@ -569,13 +568,16 @@ class SessionStore(Generic[S]):
             where = ".".join(str(part) for part in first["loc"]) or "the top level"
             summary = f"{len(problems)} problem(s), first at {where}: {first['msg']}"
             raise self._corrupt(
-                f"is not a valid {self.model.__name__} ({summary})", body, key
+                f"is not a valid {self.model.__name__} ({summary})", body, self._key(session_id)
             ) from None
         if getattr(session, "id", None) != session_id:
-            raise self._corrupt(
-                f"holds session {getattr(session, 'id', None)}, not {session_id}", body, key
-            )
+            problem = f"holds session {getattr(session, 'id', None)}, not {session_id}"
+            raise self._corrupt(problem, body, self._key(session_id))
         return session
+
+    def _key(self, session_id: SessionId) -> str:
+        """The session's object key: for errors only (the objects build it for requests)."""
+        return self.objects.key(self.name(session_id))
 
     def _corrupt(self, problem: str, body: bytes, key: str) -> CorruptSessionError:
         return CorruptSessionError(
