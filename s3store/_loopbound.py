@@ -44,8 +44,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Generic, TypeVar
 
 __all__ = ["LoopBound", "OtherLoopError"]
@@ -89,6 +90,36 @@ def _retrieve(ready: asyncio.Future[T]) -> None:
         ready.exception()
 
 
+class _Use(Generic[T]):
+    """One use of a `LoopBound`'s resource: a class rather than a generator-based
+    context manager, since every request makes one."""
+
+    __slots__ = ("bound", "holder", "task")
+
+    def __init__(self, bound: LoopBound[T]) -> None:
+        self.bound = bound
+
+    async def __aenter__(self) -> T:
+        holder = self.holder = self.bound._holder(asyncio.get_running_loop())
+        task = self.task = asyncio.current_task()
+        holder.enter(task)  # counted before any await: close() cannot miss it
+        try:
+            ready = holder.ready
+            # Open already (the usual case): no shield to make, nothing to wait for.
+            return ready.result() if ready.done() else await asyncio.shield(ready)
+        except BaseException:
+            holder.leave(task)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.holder.leave(self.task)
+
+
 class LoopBound(Generic[T]):
     """One `T` per event loop, opened by `open(stack)` on its first use on that loop.
 
@@ -105,23 +136,16 @@ class LoopBound(Generic[T]):
         # task there and then, and its cleanup takes the lock too.
         self._lock = threading.RLock()
 
-    @asynccontextmanager
-    async def use(self) -> AsyncIterator[T]:
-        """One use of the running loop's resource, opened now if it is not open.
+    def use(self) -> _Use[T]:
+        """One use of the running loop's resource, opened now if it is not open
+        (`async with bound.use() as resource:`).
 
         `close()` waits for the use to end before it closes the resource. Raises
         `OtherLoopError` while another loop holding one runs, and what the opening
         raised if it failed (every use waiting on it gets that error; the next
         use opens again).
         """
-        holder = self._holder(asyncio.get_running_loop())
-        task = asyncio.current_task()
-        holder.enter(task)  # counted before any await: close() cannot miss it
-        try:
-            resource = await asyncio.shield(holder.ready)
-            yield resource
-        finally:
-            holder.leave(task)
+        return _Use(self)
 
     async def get(self) -> T:
         """The running loop's resource for uses `close()` does not see (see the module)."""
