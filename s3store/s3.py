@@ -10,9 +10,10 @@ import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import aioboto3
@@ -131,6 +132,8 @@ _DAMAGED_BODY = (
     aiohttp.ClientPayloadError,
     ReadTimeoutError,
 )
+# What a request can fail with that `_typed()` makes a typed error of.
+_FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -266,25 +269,24 @@ class S3Objects(Objects):
         one), once the requests in flight on it have ended; a later use opens a new one."""
         await self._clients.close()
 
-    @asynccontextmanager
-    async def _client(self, operation: str, key: str | None) -> AsyncIterator[S3Client]:
+    def _client(self, operation: str, key: str | None) -> _Request:
         """One request's use of the running loop's client (see `_loopbound`): `close()`
         waits for it to end. Its failures come out as s3store's typed errors."""
-        with self._other_loop():
-            async with self._clients.use() as client:
-                with self._errors(operation, key):
-                    yield client
+        return _Request(self, operation, key)
 
     @contextmanager
     def _other_loop(self) -> Iterator[None]:
         try:
             yield
         except OtherLoopError:
-            raise SessionStoreError(
-                "this store's client is open on another event loop that is still running: "
-                "make one store per event loop (per thread)",
-                bucket=self.bucket,
-            ) from None
+            raise self._other_loop_error() from None
+
+    def _other_loop_error(self) -> SessionStoreError:
+        return SessionStoreError(
+            "this store's client is open on another event loop that is still running: "
+            "make one store per event loop (per thread)",
+            bucket=self.bucket,
+        )
 
     async def _open_client(self, stack: AsyncExitStack) -> S3Client:
         try:
@@ -574,24 +576,20 @@ class S3Objects(Objects):
 
     # -- errors --------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, operation: str, key: str | None) -> Iterator[None]:
-        """Turn botocore and aiohttp failures into s3store's typed errors."""
-        try:
-            yield
-        except ClientError as exc:
-            raise self._client_error(exc, operation, key) from exc
-        except NoCredentialsError as exc:
-            raise ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket, key=key) from exc
-        except (BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            # botocore retries connection failures and timeouts up to max_attempts.
-            raise StorageError(
-                f"{operation} failed after up to {self._max_attempts} attempts: "
-                f"{exc or type(exc).__name__}",
-                operation=operation,
-                bucket=self.bucket,
-                key=key,
-            ) from exc
+    def _typed(self, exc: BaseException, operation: str, key: str | None) -> SessionStoreError:
+        """The typed error of a botocore or aiohttp failure (one of `_FAILURES`)."""
+        if isinstance(exc, ClientError):
+            return self._client_error(exc, operation, key)
+        if isinstance(exc, NoCredentialsError):
+            return ConfigurationError(_NO_CREDENTIALS, bucket=self.bucket, key=key)
+        # botocore retries connection failures and timeouts up to max_attempts.
+        return StorageError(
+            f"{operation} failed after up to {self._max_attempts} attempts: "
+            f"{exc or type(exc).__name__}",
+            operation=operation,
+            bucket=self.bucket,
+            key=key,
+        )
 
     def _client_error(self, exc: ClientError, operation: str, key: str | None) -> SessionStoreError:
         code = _code(exc)
@@ -803,8 +801,38 @@ class S3SessionStore(SessionStore[S]):
         return old
 
 
+class _Request:
+    """One request's use of the running loop's client (`S3Objects._client()`): a class
+    rather than nested generator-based context managers, as every request makes one."""
+
+    __slots__ = ("key", "objects", "operation", "use")
+
+    def __init__(self, objects: S3Objects, operation: str, key: str | None) -> None:
+        self.objects = objects
+        self.operation = operation
+        self.key = key
+        self.use = objects._clients.use()
+
+    async def __aenter__(self) -> S3Client:
+        try:
+            return await self.use.__aenter__()
+        except OtherLoopError:
+            raise self.objects._other_loop_error() from None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.use.__aexit__(exc_type, exc, traceback)
+        if isinstance(exc, _FAILURES):
+            raise self.objects._typed(exc, self.operation, self.key) from exc
+
+
 class _DamagedBody(Exception):
-    """A body that arrived damaged; `__cause__` says how. Kept from `_errors()`."""
+    """A body that arrived damaged; `__cause__` says how. Not one of `_FAILURES`:
+    `_get()` reads it again."""
 
 
 def _refuse_requests(client: Any, bucket: str) -> None:
