@@ -10,6 +10,10 @@ message; with Strands' default sliding window of 40, its manager would read the
 last 40. The sessions are written in Strands' layout (setup, not measured); s3store
 carries its copy over in the warm-up turn. Medians of alternating turns; requests per
 turn are shown beside.
+
+`floor` is what no manager making s3store's 3 requests can beat: Strands' agent with
+no manager at all, plus a plain boto3 GET and two PUTs of s3store's object (the
+user's message before the model, the answer after) on the same endpoint.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import json
 import statistics
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import aioboto3
 import boto3
 from botocore.config import Config
+from botocore.handlers import add_expect_header
 from pydantic import BaseModel
 from strands import Agent
 from strands.agent.conversation_manager import NullConversationManager
+from strands.hooks import BeforeModelCallEvent
 from strands.models import Model
 from strands.session.s3_session_manager import S3SessionManager as StrandsS3SessionManager
 from strands.types.content import Messages
@@ -110,6 +117,45 @@ def turn(make: Callable[[], Any], expected: int) -> None:
     agent("What does the log say about the failing job?")
 
 
+def floor_turn(raw: Callable[..., Any], bucket: str, key: str, size: int) -> None:
+    """The least any manager making s3store's 3 requests can cost: a GET of the
+    session's object, an agent given its history with no manager, a PUT before the
+    model runs and one after (no conditions, nothing decoded or encoded). `raw(name,
+    **kwargs)` makes one aiobotocore request on the benchmark's own loop."""
+    body = raw("get_object", Bucket=bucket, Key=key)
+    agent = Agent(
+        model=ScriptedModel(),
+        messages=history(size),  # type: ignore[arg-type]
+        conversation_manager=NullConversationManager(),
+        callback_handler=None,
+    )
+
+    def put(_: object = None) -> None:
+        raw("put_object", Bucket=bucket, Key=key, Body=body)
+
+    agent.hooks.add_callback(BeforeModelCallEvent, put)
+    agent("What does the log say about the failing job?")
+    put()
+
+
+@asynccontextmanager
+async def raw_requests(url: str) -> AsyncIterator[Callable[..., Any]]:
+    """`raw(name, **kwargs)`, callable from other threads: one request of a plain aiobotocore
+    client on this loop, a GET's body read. Without `Expect: 100-continue` (as s3store's
+    client): it would add a round trip to every PUT."""
+    loop = asyncio.get_running_loop()
+    async with aioboto3.Session().client("s3", endpoint_url=url, region_name=REGION) as client:
+        client.meta.events.unregister("before-call.s3", add_expect_header)
+
+        async def request(name: str, **kwargs: Any) -> Any:
+            answer = await getattr(client, name)(**kwargs)
+            return await answer["Body"].read() if "Body" in answer else answer
+
+        yield lambda name, **kwargs: asyncio.run_coroutine_threadsafe(
+            request(name, **kwargs), loop
+        ).result()
+
+
 async def _turns(servers: Servers, bucket: str, size: int, repeat: int) -> list[Result]:
     session_id = f"turn{size}"
     sent = {"s3store": 0, "strands": 0}
@@ -141,18 +187,39 @@ async def _turns(servers: Servers, bucket: str, size: int, repeat: int) -> list[
             endpoint_url=servers.moto_slow,
         ),
     }
-    messages = size
     for make in makers.values():  # warm-up: clients, connections, s3store's carry-over
-        await asyncio.to_thread(turn, make, messages)
-    messages += 2
-    times: dict[str, list[float]] = {name: [] for name in makers}
+        await asyncio.to_thread(turn, make, size)
+    async with raw_requests(servers.moto_slow) as raw:
+        return await _timed(makers, raw, bucket, session_id, size, repeat, sent)
+
+
+async def _timed(
+    makers: dict[str, Callable[[], Any]],
+    raw: Callable[..., Any],
+    bucket: str,
+    session_id: str,
+    size: int,
+    repeat: int,
+    sent: dict[str, int],
+) -> list[Result]:
+    listed = await asyncio.to_thread(raw, "list_objects_v2", Bucket=bucket, Prefix="s3store/")
+    (key,) = (
+        item["Key"] for item in listed["Contents"] if item["Key"].endswith(f"{session_id}.json")
+    )
+    await asyncio.to_thread(floor_turn, raw, bucket, key, size)  # warm-up
+    messages = size + 2
+    times: dict[str, list[float]] = {name: [] for name in (*makers, "floor")}
     sent.update(dict.fromkeys(sent, 0))
-    for _ in range(repeat):  # alternately, so that both meet the same load
+    for _ in range(repeat):  # in turns, so that all meet the same load
         for name, make in makers.items():
             gc.collect()  # each side's turn pays for its own garbage, not the other's
             start = time.perf_counter()
             await asyncio.to_thread(turn, make, messages)
             times[name].append(time.perf_counter() - start)
+        gc.collect()
+        start = time.perf_counter()
+        await asyncio.to_thread(floor_turn, raw, bucket, key, size)
+        times["floor"].append(time.perf_counter() - start)
         messages += 2
     ms = {name: statistics.median(values) * 1e3 for name, values in times.items()}
     requests = {name: count / repeat for name, count in sent.items()}
@@ -164,6 +231,8 @@ async def _turns(servers: Servers, bucket: str, size: int, repeat: int) -> list[
             "ms/turn",
             0.2 if size == 10 else 0.05,
         ),
+        Result(f"strands_turn.{size}.floor.vs_strands", ms["floor"], ms["strands"], "ms/turn"),
+        Result(f"strands_turn.{size}.vs_floor", ms["s3store"], ms["floor"], "ms/turn"),
         Result(
             f"strands_turn.{size}.requests",
             requests["s3store"],
