@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import operator
 import statistics
+import sys
 import time
 import uuid
 from collections import Counter
@@ -95,7 +96,7 @@ async def run(servers: Servers, options: Options) -> list[Result]:
         return statistics.median(sample[which] for sample in runs) / STEPS * 1e3
 
     per_run = {name: count / repeat for name, count in requests.items()}
-    print(f"langgraph_steps: requests per run of {STEPS} super-steps: {per_run}")
+    print(f"langgraph_steps: requests per run of {STEPS} super-steps: {per_run}", file=sys.stderr)
     return [
         Result(
             "langgraph_steps.cpu_per_superstep.vs_in_memory",
