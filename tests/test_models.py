@@ -99,7 +99,8 @@ def test_every_new_session_and_message_gets_collections_of_its_own() -> None:
     first.always_allowed_actions.add("read_file")
     first_message, second_message = UserMessage(content="a"), UserMessage(content="b")
     first_message.images.append(UrlImage(url="https://example.com/a.png"))
-    assert second.chat_messages == [] and second.always_allowed_actions == set()
+    assert second.chat_messages == []
+    assert second.always_allowed_actions == set()
     assert second_message.images == []
 
 
