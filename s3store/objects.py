@@ -190,12 +190,6 @@ def conflict(*, bucket: str | None, key: str) -> SessionConflictError:
     )
 
 
-async def _applied(fn: Callable[[Any], Any], document: Any) -> Any:
-    """`fn(document)`, awaited when `fn` is async."""
-    changed = fn(document)
-    return await changed if inspect.isawaitable(changed) else changed
-
-
 async def each(
     items: list[T], fn: Callable[[T], Awaitable[None]], concurrency: int
 ) -> dict[T, SessionStoreError]:
@@ -370,7 +364,6 @@ class Objects(ABC):
         *,
         attempts: int = 8,
         idempotency_key: str | None = None,
-        known: Updated[bytes] | None = None,
     ) -> Updated[bytes]: ...
 
     @overload
@@ -382,7 +375,6 @@ class Objects(ABC):
         codec: Codec[D],
         attempts: int = 8,
         idempotency_key: str | None = None,
-        known: Updated[D] | None = None,
     ) -> Updated[D]: ...
 
     async def update(
@@ -393,7 +385,6 @@ class Objects(ABC):
         codec: Codec[Any] = BYTES,
         attempts: int = 8,
         idempotency_key: str | None = None,
-        known: Updated[Any] | None = None,
     ) -> Updated[Any]:
         """Read, apply `fn`, write conditionally; on conflict read again and retry.
 
@@ -410,14 +401,6 @@ class Objects(ABC):
         document is returned and `fn` is not called, also when a duplicate of this
         call, running at the same time, stored it first.
 
-        `known`, an earlier `update()`'s result (or a `read()` decoded into an
-        `Updated`), saves the read: `fn` gets its document and the write is
-        conditional on its version, one request when nothing was written since.
-        When something was, or `fn` raises on that document (it may be out of
-        date), `update()` goes on from what is stored, as without `known`, with
-        `attempts` more writes. Pass each `known` once, and keep only the result:
-        `fn` may have changed its document in place.
-
         Raises `SessionConflictError` when the last of `attempts` still conflicts
         (nothing of this call was stored), `WriteOutcomeUnknownError` when a lost
         answer's outcome can no longer be told.
@@ -426,10 +409,6 @@ class Objects(ABC):
             raise ConfigurationError(f"attempts must be at least 1, not {attempts}")
         key = self.key(name)
         token = new_token() if idempotency_key is None else key_token(idempotency_key)
-        if known is not None:
-            written = await self._update_known(key, fn, codec, known, token, idempotency_key)
-            if written is not None:
-                return written
         loop = asyncio.get_running_loop()
         for attempt in range(attempts):
             started = loop.time()
@@ -437,7 +416,8 @@ class Objects(ABC):
             current = None if stored is None else self.decode(codec, stored.body, key)
             if stored is not None and idempotency_key is not None and token in stored.writes:
                 return Updated(current, StoredVersion(stored.version, stored.writes))
-            document = await _applied(fn, current)
+            changed = fn(current)
+            document = await changed if inspect.isawaitable(changed) else changed
             body = self.encode(codec, document, key)
             try:
                 version, resolved = await self._write(
@@ -460,34 +440,6 @@ class Objects(ABC):
                 current = self.decode(codec, stored.body, key)
                 return Updated(current, StoredVersion(stored.version, stored.writes))
         raise conflict(bucket=self.bucket_name, key=key)
-
-    async def _update_known(
-        self,
-        key: str,
-        fn: Callable[[Any], Any],
-        codec: Codec[Any],
-        known: Updated[Any],
-        token: str,
-        idempotency_key: str | None,
-    ) -> Updated[Any] | None:
-        """`update()`'s write on `known`, without a read; None when it did not store
-        this call's change (then what is stored decides)."""
-        if idempotency_key is not None and token in known.version.writes:
-            return known
-        try:
-            document = await _applied(fn, known.document)
-        except Exception:
-            return None  # perhaps only because `known` is out of date
-        body = self.encode(codec, document, key)
-        try:
-            version, resolved = await self._write(
-                key, body, known.version, True, token, "application/json"
-            )
-        except SessionConflictError:
-            return None
-        # A lost answer resolved with an idempotency key may be a duplicate's write:
-        # the loop's read tells, as it does for its own writes.
-        return None if resolved and idempotency_key is not None else Updated(document, version)
 
     async def delete(self, name: str) -> None:
         """Delete the object, if there is one (in a versioned bucket: a delete marker)."""

@@ -14,10 +14,8 @@ write retried on conflict, so two invocations adding to one session at once both
 land, each once. `clear_session` deletes the object.
 
 A turn of `Runner.run` reads the history once (one GET) and adds the user's input
-and each model response (a conditional PUT each, on the version this session last
-read or wrote): three requests for a turn without tools, one more for each tool
-round. When another invocation wrote in between, the PUT's condition fails and
-that change is made again on what is stored (a GET and a PUT more).
+and each model response (a GET and a conditional PUT each): five requests for a
+turn without tools, two more for each tool round.
 
 Install with `pip install 's3store[openai-agents]'`.
 """
@@ -27,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any, NoReturn, cast
 from urllib.parse import quote
@@ -38,7 +35,7 @@ from agents.memory.session_settings import coerce_session_settings, resolve_sess
 from typing_extensions import Self
 
 from s3store.errors import ConfigurationError, InvalidSessionIdError
-from s3store.objects import Objects, StoredObject, StoredVersion, Updated
+from s3store.objects import Objects
 from s3store.s3 import S3Objects
 
 __all__ = ["FOLDER", "S3Session"]
@@ -130,10 +127,6 @@ class S3Session(SessionABC):
         self.key = self.objects.key(self.name)  # a key over S3's length limit fails here
         self._idempotency_key = idempotency_key
         self._adds = 0
-        # What this session last read or wrote, the base of its next change: a
-        # read is kept as bytes, as the items handed out are the caller's to change.
-        self._read: StoredObject | None = None
-        self._written: Updated[list[TResponseInputItem]] | None = None
         # One change at a time per event loop: this session's own calls queue, in call
         # order, instead of racing each other over S3 (a conflict costs two requests).
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -171,22 +164,17 @@ class S3Session(SessionABC):
         latest `limit` of them, still oldest first. One GET."""
         limit = resolve_session_limit(limit, self.session_settings)
         stored = await self.objects.read(self.name)
-        self._read, self._written = stored, None
         items = [] if stored is None else self.objects.decode(_ITEMS, stored.body, self.key)
         if limit is None:
             return items
         return items[-limit:] if limit > 0 else []
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Append `items`, in order, as one write: a PUT conditional on the version
-        this session last read or wrote (a GET first when it has none), read again
-        and retried on conflict. Nothing is written for no items."""
+        """Append `items`, in order, as one write: a GET and a conditional PUT,
+        read again and retried on conflict. Nothing is written for no items."""
         if not items:
             return
-        # A copy of our own: the caller's items may change after they are stored.
-        new = self.objects.decode(
-            _ITEMS, self.objects.encode(_ITEMS, list(items), self.key), self.key
-        )
+        new = list(items)
 
         def append(stored: list[TResponseInputItem] | None) -> list[TResponseInputItem]:
             return [*(stored or ()), *new]
@@ -194,7 +182,7 @@ class S3Session(SessionABC):
         self._adds += 1
         key = None if self._idempotency_key is None else f"{self._idempotency_key}#{self._adds}"
         async with self._lock():
-            await self._update(append, key)
+            await self.objects.update(self.name, append, codec=_ITEMS, idempotency_key=key)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove the latest item and return it; None, writing nothing, when there is none."""
@@ -209,7 +197,7 @@ class S3Session(SessionABC):
 
         try:
             async with self._lock():
-                await self._update(pop_last, None)
+                await self.objects.update(self.name, pop_last, codec=_ITEMS)
         except _NothingToPop:
             return None
         return popped[0]
@@ -218,25 +206,7 @@ class S3Session(SessionABC):
         """Delete the session's object (one request): a cleared session leaves nothing
         behind (in a versioned bucket, a delete marker over its versions)."""
         async with self._lock():
-            self._read = self._written = None
             await self.objects.delete(self.name)
-
-    async def _update(
-        self,
-        change: Callable[[list[TResponseInputItem] | None], list[TResponseInputItem]],
-        key: str | None,
-    ) -> None:
-        known = self._known()
-        self._read = self._written = None  # until this change's outcome is known
-        self._written = await self.objects.update(
-            self.name, change, codec=_ITEMS, idempotency_key=key, known=known
-        )
-
-    def _known(self) -> Updated[list[TResponseInputItem]] | None:
-        if self._written is not None or self._read is None:
-            return self._written
-        items = self.objects.decode(_ITEMS, self._read.body, self.key)
-        return Updated(items, StoredVersion(self._read.version, self._read.writes))
 
     def _lock(self) -> asyncio.Lock:
         return self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())

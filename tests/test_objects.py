@@ -40,7 +40,6 @@ from s3store.objects import (
     ModelCodec,
     Objects,
     StoredVersion,
-    Updated,
 )
 from s3store.s3 import S3Objects
 from tests.conftest import REGION
@@ -326,87 +325,6 @@ async def test_an_update_whose_lost_write_was_built_on_comes_back_superseded(
     assert stored.body == b"1-ours-rival"
 
 
-# -- updates on what a writer knows --------------------------------------------------
-
-
-def appending(entry: str, seen: list[list[str]] | None = None) -> Callable[[Ledger | None], Ledger]:
-    """An update's `fn` that appends `entry`, noting the entries it was given."""
-
-    def add(ledger: Ledger | None) -> Ledger:
-        ledger = ledger or Ledger()
-        if seen is not None:
-            seen.append(list(ledger.entries))
-        ledger.entries.append(entry)
-        return ledger
-
-    return add
-
-
-async def test_an_update_on_what_it_wrote_last_is_one_put_and_no_read(
-    moto_url: str, bucket: str
-) -> None:
-    requests: list[str] = []
-    async with s3_objects(moto_url, bucket) as objects:
-        (await objects.client()).meta.events.register(
-            "before-call.s3", lambda model, **_: requests.append(model.name)
-        )
-        first = await objects.update(NAME, appending("a"), codec=LEDGER)
-        assert requests == ["GetObject", "PutObject"]
-        requests.clear()
-        second = await objects.update(NAME, appending("b"), codec=LEDGER, known=first)
-        assert requests == ["PutObject"]
-        stored = await objects.read(NAME)
-    assert stored is not None
-    assert LEDGER.decode(stored.body) == second.document == Ledger(entries=["a", "b"])
-    assert second.version == StoredVersion(stored.version, stored.writes)
-
-
-async def test_an_update_on_an_out_of_date_known_is_made_again_on_what_is_stored(
-    peers: Peers,
-) -> None:
-    mine, rival = await peers(), await peers()
-    known = await mine.update(NAME, appending("a"), codec=LEDGER)
-    await rival.update(NAME, appending("rival"), codec=LEDGER)
-    seen: list[list[str]] = []
-    updated = await mine.update(NAME, appending("b", seen), codec=LEDGER, known=known)
-    assert seen == [["a"], ["a", "rival"]]  # its PUT's condition failed: nothing stored
-    stored = await mine.read(NAME)
-    assert stored is not None
-    assert LEDGER.decode(stored.body) == updated.document == Ledger(entries=["a", "rival", "b"])
-
-
-async def test_fn_refusing_a_known_document_is_asked_again_on_what_is_stored(
-    peers: Peers,
-) -> None:
-    def pop(body: bytes | None) -> bytes:
-        if not body:
-            raise LookupError("nothing to pop")
-        return body[:-1]
-
-    mine, rival = await peers(), await peers()
-    known = await mine.update(NAME, lambda _: b"")
-    await rival.update(NAME, lambda body: (body or b"") + b"xy")
-    updated = await mine.update(NAME, pop, known=known)  # empty as known, not as stored
-    assert updated.document == b"x"
-    with pytest.raises(LookupError):  # what is stored refuses it too: fn's error
-        await mine.update(NAME, lambda _: pop(b""), known=updated)
-    stored = await mine.read(NAME)
-    assert stored is not None
-    assert stored.body == b"x"
-
-
-async def test_a_known_version_holding_the_key_is_returned_without_calling_fn(
-    objects: Objects,
-) -> None:
-    first = await objects.update(NAME, appending("once"), codec=LEDGER, idempotency_key="req-1")
-    seen: list[list[str]] = []
-    again = await objects.update(
-        NAME, appending("twice", seen), codec=LEDGER, idempotency_key="req-1", known=first
-    )
-    assert again == first
-    assert seen == []
-
-
 # -- idempotency keys ----------------------------------------------------------------
 
 
@@ -577,21 +495,14 @@ class Outcomes:
     calls: int = 0  # of fn: more than the updates when rivals made them retry
 
 
-async def rivals(
-    writers: list[Objects], tasks: int, turns: int, known: bool = False
-) -> dict[str, Outcomes]:
+async def rivals(writers: list[Objects], tasks: int, turns: int) -> dict[str, Outcomes]:
     """`tasks` tasks over the writers; in each of `turns` turns a task updates every
     kind of document at once, each update adding a tag of its own. `fn` yields to
-    the loop between the read and the write, so that rivals in memory conflict too.
-    With `known`, each update is made on the task's last result for its kind (often
-    out of date: rivals wrote since), without a read."""
+    the loop between the read and the write, so that rivals in memory conflict too."""
     outcomes = {kind.name: Outcomes() for kind in KINDS}
-    last: dict[tuple[Objects, str, str], Updated[Any]] = {}
 
     async def update(objects: Objects, kind: Kind, tag: str) -> None:
         seen = outcomes[kind.name]
-        mine = (objects, kind.name, tag.split("-")[0])
-        base = last.pop(mine, None)
 
         async def change(document: Any) -> Any:
             seen.calls += 1
@@ -599,10 +510,8 @@ async def rivals(
             return kind.add(document, tag)
 
         try:
-            updated = await objects.update(kind.name, change, codec=kind.codec, known=base)
+            await objects.update(kind.name, change, codec=kind.codec)
             seen.acknowledged.append(tag)
-            if known:
-                last[mine] = updated
         except SessionConflictError:
             seen.refused.append(tag)
         except WriteOutcomeUnknownError:
@@ -654,20 +563,18 @@ def assert_exactly_once(figures: dict[str, dict[str, Any]], updates: int) -> Non
 TASKS, TURNS = 12, 6
 
 
-@pytest.mark.parametrize("known", [False, True], ids=["read_first", "on_known"])
 async def test_rival_writers_on_s3_with_lost_answers_apply_each_change_once(
-    moto_url: str, bucket: str, capsys: pytest.CaptureFixture[str], known: bool
+    moto_url: str, bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 12 tasks over 4 processes, 6 turns each, on a pydantic and a bytes document at
-    # once; a quarter of the PUT answers are lost after the PUT landed. `on_known`:
-    # each update is made on the task's last result, without a read.
+    # once; a quarter of the PUT answers are lost after the PUT landed.
     proxy = FaultProxy(moto_url, {Fault.RESET_AFTER: 0.25}, methods={"PUT"}, seed=18)
     async with proxy as url:
         writers = [s3_objects(url, bucket) for _ in range(4)]
         for writer in writers:
             await writer.open()
         try:
-            outcomes = await rivals(list(writers), TASKS, TURNS, known)
+            outcomes = await rivals(list(writers), TASKS, TURNS)
         finally:
             for writer in writers:
                 await writer.close()
@@ -680,8 +587,7 @@ async def test_rival_writers_on_s3_with_lost_answers_apply_each_change_once(
     assert_exactly_once(figures, TASKS * TURNS)
 
 
-@pytest.mark.parametrize("known", [False, True], ids=["read_first", "on_known"])
-async def test_rival_writers_in_memory_apply_each_change_once(known: bool) -> None:
+async def test_rival_writers_in_memory_apply_each_change_once() -> None:
     memory = InMemoryObjects()
-    outcomes = await rivals([memory.peer() for _ in range(4)], TASKS, TURNS, known)
+    outcomes = await rivals([memory.peer() for _ in range(4)], TASKS, TURNS)
     assert_exactly_once(await judge(memory, outcomes), TASKS * TURNS)
