@@ -129,6 +129,48 @@ async def test_an_outcome_past_the_history_is_unknown_never_a_conflict(
     assert len(METADATA_KEY) + len(history.encode("ascii")) <= 2048
 
 
+async def test_a_lost_answer_whose_bytes_a_stale_save_matched_is_unknown_not_redone(
+    moto_url: str, bucket: str, direct: S3SessionStore
+) -> None:
+    # If-Match compares ETags, the MD5 of the bytes. A rival's pop puts back the bytes
+    # of an earlier version, so a save built on that version is accepted, and it
+    # carries that version's history: the pop's token is gone from the stored history.
+    # When the pop's answer was lost, nothing in the history tells whether it landed
+    # (it did, and the save built on its bytes): unknown, never "not landed" and the
+    # pop made again, which would take the stale writer's message with it.
+    def says(text: str) -> UserMessage:
+        return UserMessage(content=text)
+
+    def pop(session: AgentSession | None) -> AgentSession:
+        assert session is not None
+        session.chat_messages.pop()
+        return session
+
+    def append(text: str) -> Callable[[AgentSession | None], AgentSession]:
+        def change(session: AgentSession | None) -> AgentSession:
+            assert session is not None
+            session.chat_messages.append(says(text))
+            return session
+
+        return change
+
+    await direct.save(AgentSession(id=SID, chat_messages=[says("first")]))
+    stale = await direct.load(SID)
+    assert stale is not None
+    await direct.update(SID, append("rival"))
+
+    async def save_stale() -> None:
+        stale.chat_messages.append(says("stale writer"))
+        await direct.save(stale)  # accepted: its version's bytes are stored again
+
+    async with losing_proxy(moto_url, save_stale) as url, s3_store(url, bucket) as victim:
+        with pytest.raises(WriteOutcomeUnknownError):
+            await victim.update(SID, pop)
+    stored = await direct.load(SID)
+    assert stored is not None
+    assert [message.content for message in stored.chat_messages] == ["first", "stale writer"]
+
+
 async def test_a_conflict_still_means_not_saved(direct: S3SessionStore) -> None:
     await direct.save(AgentSession(id=SID))
     a, b = await direct.load(SID), await direct.load(SID)
