@@ -82,8 +82,6 @@ def outcome(token: str, base: tuple[str, ...], stored: tuple[str, ...] | None) -
     `stored` is None when no object is stored: a delete ends a lineage, and a write
     it removed counts as not landed. Only s3store's writes carry a history, so a
     write by another tool (agent-base itself, say) starts a new lineage the same way.
-    A stored history that shares `base`'s older tokens but not its newest one forked
-    below this write, which may have been dropped from it: unknown.
     """
     if stored is None:
         return Outcome.NOT_LANDED
@@ -92,11 +90,6 @@ def outcome(token: str, base: tuple[str, ...], stored: tuple[str, ...] | None) -
     if token in stored:
         return Outcome.SUPERSEDED
     if len(stored) < HISTORY_LENGTH:
-        if base and base[0] not in stored and not set(base).isdisjoint(stored):
-            # A fork: a write on an older version of this lineage was accepted, as
-            # its bytes were stored again (If-Match compares their MD5), and it
-            # carried that version's history, without the tokens after it.
-            return Outcome.UNKNOWN
         return Outcome.NOT_LANDED  # the whole lineage is in view, and the write is not in it
     if base and base[0] in stored:
         return Outcome.NOT_LANDED  # another write follows the version it was built on
