@@ -154,18 +154,15 @@ async def test_a_lost_answer_whose_bytes_a_stale_save_matched_is_not_redone(
         session.chat_messages.pop()
         return session
 
-    def append(text: str) -> Callable[[AgentSession | None], AgentSession]:
-        def change(session: AgentSession | None) -> AgentSession:
-            assert session is not None
-            session.chat_messages.append(says(text))
-            return session
-
-        return change
+    def add_rival(session: AgentSession | None) -> AgentSession:
+        assert session is not None
+        session.chat_messages.append(says("rival"))
+        return session
 
     await direct.save(AgentSession(id=SID, chat_messages=[says("first")]))
     stale = await direct.load(SID)
     assert stale is not None
-    await direct.update(SID, append("rival"))
+    await direct.update(SID, add_rival)
 
     async def save_stale() -> None:
         stale.chat_messages.append(says("stale writer"))
